@@ -1,0 +1,1 @@
+"""Hivestack: cell-based, same-city multi-active platforms from one topology file."""

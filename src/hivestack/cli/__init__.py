@@ -1,0 +1,1 @@
+"""The `hivestack` command line: thin verbs over the library."""

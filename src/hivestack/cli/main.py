@@ -1,0 +1,44 @@
+"""Entry point of the `hivestack` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from hivestack.cli import plan_cmd, topology_cmd
+from hivestack.cli.errors import CANNOT_RUN, CannotRun
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hivestack", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="noun", required=True, metavar="NOUN")
+    topology_cmd.register(sub)
+    plan_cmd.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)  # usage errors exit 2, as CONVENTIONS.md asks
+    # Wide output when piped (CI logs), the terminal's width otherwise.
+    width = None if sys.stdout.isatty() else 160
+    out, err = Console(width=width), Console(stderr=True, width=width)
+    try:
+        return args.run(args, out, err)
+    except CannotRun as e:
+        if args.debug:
+            raise
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        return CANNOT_RUN
+    except Exception as e:
+        if args.debug:
+            raise
+        err.print(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", markup=False)
+        return CANNOT_RUN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

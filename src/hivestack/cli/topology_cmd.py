@@ -1,0 +1,66 @@
+"""`hivestack topology validate|schema`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from hivestack.cli.errors import FOUND_PROBLEM, OK, CannotRun
+from hivestack.topology import Topology, TopologyError, load_topology
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    topology = sub.add_parser("topology", help="check and describe topology files")
+    verbs = topology.add_subparsers(dest="verb", required=True, metavar="VERB")
+    validate = verbs.add_parser("validate", help="type-check a topology and apply the survivability rules")
+    validate.add_argument("file", type=Path)
+    validate.add_argument("--json", action="store_true", help="machine-readable result")
+    validate.set_defaults(run=run_validate)
+    schema = verbs.add_parser("schema", help="print the topology JSON Schema (for editors)")
+    schema.set_defaults(run=run_schema)
+
+
+def run_validate(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if not args.file.is_file():
+        raise CannotRun(f"{args.file}: no such file")
+    try:
+        loaded = load_topology(args.file)
+    except TopologyError as e:
+        if args.json:
+            problems = [
+                {"file": p.file, "path": p.path, "line": p.line, "message": p.message} for p in e.problems
+            ]
+            out.print_json(json.dumps({"valid": False, "problems": problems}))
+        for p in e.problems:
+            err.print(f"error: {p}", markup=False, highlight=False, soft_wrap=True)
+        return FOUND_PROBLEM
+    t, hosts = loaded.topology, loaded.placement.hosts
+    summary = {
+        "valid": True,
+        "file": str(args.file),
+        "name": t.name,
+        "city": t.city,
+        "datacenters": len(t.datacenters),
+        "servers": len(hosts),
+        "cells": len(t.cells),
+    }
+    if args.json:
+        out.print_json(json.dumps(summary))
+    else:
+        out.print(
+            f"{args.file}: valid — {t.name} in {t.city}: {len(t.datacenters)} DCs, {len(hosts)} servers, "
+            f"{len(t.cells)} cells; survives the loss of any one DC",
+            highlight=False,
+        )
+    return OK
+
+
+def run_schema(args: argparse.Namespace, out: Console, err: Console) -> int:
+    schema = Topology.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Hivestack topology"
+    print(json.dumps(schema, indent=2))
+    return OK

@@ -1,0 +1,112 @@
+"""What the topology implies without being written twice: hosts, addresses, labels, quorum members."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from hivestack.topology.model import Arch, Cell, LocatedValueError, Role, Topology
+
+# Addresses below this offset in every DC subnet are left to routers and management (the .1 is the DC router).
+FIRST_HOST_OFFSET = 10
+QUORUM_ROLES = (Role.etcd, Role.k8s_control)
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    dc: str
+    pool: str
+    index: int
+    roles: tuple[Role, ...]
+    arch: Arch
+    cpu: int
+    memory_gb: float
+    address: ipaddress.IPv4Address
+    cells: tuple[str, ...] = ()
+
+    def labels(self, city: str) -> dict[str, str]:
+        """Kubernetes-style labels; also used for Ansible groups and storage failure domains."""
+        return {
+            "topology.kubernetes.io/region": city,
+            "topology.kubernetes.io/zone": self.dc,
+            "kubernetes.io/arch": self.arch.value,
+            "hivestack.io/pool": self.pool,
+        }
+
+
+@dataclass(frozen=True)
+class CellMember:
+    dc: str
+    host: str
+    order: int  # 0 is the writer while healthy; higher numbers are backups in failover order
+
+
+@dataclass(frozen=True)
+class Placement:
+    hosts: list[Host]
+    cell_members: dict[str, list[CellMember]] = field(default_factory=dict)
+
+    def by_role(self, role: Role) -> list[Host]:
+        return [h for h in self.hosts if role in h.roles]
+
+    def in_dc(self, dc: str) -> list[Host]:
+        return [h for h in self.hosts if h.dc == dc]
+
+
+def place(topology: Topology) -> Placement:
+    """Expand pools into hosts and put each cell's database members on the db hosts of their DCs."""
+    hosts: list[Host] = []
+    for i, dc in enumerate(topology.datacenters):
+        dc_hosts = [(pool, n) for pool in dc.pools for n in range(1, pool.count + 1)]
+        usable = dc.subnet.num_addresses - FIRST_HOST_OFFSET - 1  # keep the broadcast address free
+        if len(dc_hosts) > usable:
+            raise LocatedValueError(
+                f"datacenters.{i}.subnet",
+                f"{dc.subnet} has room for {max(usable, 0)} hosts but the pools of {dc.name} need {len(dc_hosts)}",
+                ["a larger subnet or fewer servers"],
+            )
+        for offset, (pool, n) in enumerate(dc_hosts):
+            hosts.append(
+                Host(
+                    name=f"{pool.name}-{n}",
+                    dc=dc.name,
+                    pool=pool.name,
+                    index=n,
+                    roles=tuple(pool.roles),
+                    arch=pool.arch,
+                    cpu=pool.cpu,
+                    memory_gb=pool.memory_gb,
+                    address=dc.subnet.network_address + FIRST_HOST_OFFSET + offset,
+                )
+            )
+    members = {cell.name: _members_of(cell, hosts) for cell in topology.cells}
+    cells_on: dict[str, list[str]] = {}
+    for cell_name, cell_members in members.items():
+        for m in cell_members:
+            cells_on.setdefault(m.host, []).append(cell_name)
+    hosts = [_with_cells(h, tuple(cells_on.get(h.name, ()))) for h in hosts]
+    return Placement(hosts=hosts, cell_members=members)
+
+
+def _members_of(cell: Cell, hosts: list[Host]) -> list[CellMember]:
+    """Spread cells over a DC's db hosts round-robin, by the cell's position among the cells using that DC.
+
+    A DC without db hosts gets no member: survivability reports the cell as short of DCs.
+    """
+    members = []
+    for order, dc in enumerate(cell.member_dcs):
+        db_hosts = [h for h in hosts if h.dc == dc and Role.db in h.roles]
+        if db_hosts:
+            slot = _stable_slot(cell.name, len(db_hosts))
+            members.append(CellMember(dc=dc, host=db_hosts[slot].name, order=order))
+    return members
+
+
+def _stable_slot(name: str, size: int) -> int:
+    # A cell keeps its host when other cells are added or removed: derive the slot from the name, not the order.
+    return sum(name.encode()) % size
+
+
+def _with_cells(host: Host, cells: tuple[str, ...]) -> Host:
+    return Host(**{**host.__dict__, "cells": cells})
