@@ -39,18 +39,14 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-_Dumper.add_representer(
-    _Flow, lambda d, data: d.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
-)
+_Dumper.add_representer(_Flow, lambda d, data: d.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True))
 
 
 def _pool(prefix: str, spec: tuple[str, list[str], int, int, int, int], scale: int) -> dict[str, Any]:
     suffix, roles, count, cpu, mem, cost = spec
     # Quorum pools keep one member per DC whatever the scale.
     n = count if "etcd" in roles else count * scale
-    return _Flow(
-        name=f"{prefix}-{suffix}", roles=roles, arch="arm64", count=n, cpu=cpu, memory_gb=mem, unit_cost=cost
-    )
+    return _Flow(name=f"{prefix}-{suffix}", roles=roles, arch="arm64", count=n, cpu=cpu, memory_gb=mem, unit_cost=cost)
 
 
 def _subnet(index: int, hosts: int) -> str:

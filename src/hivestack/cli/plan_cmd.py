@@ -39,13 +39,9 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def render(result: Plan, out: Console) -> None:
     cur = result.currency
-    pools = Table(
-        title=f"{result.topology}: servers per pool (peak {result.peak_tps:,.0f} TPS, any one DC lost)"
-    )
+    pools = Table(title=f"{result.topology}: servers per pool (peak {result.peak_tps:,.0f} TPS, any one DC lost)")
     for col in ("DC", "pool", "roles", "arch", "servers", "needed", "basis", "headroom", f"{cur}/year"):
-        pools.add_column(
-            col, justify="right" if col in ("servers", "needed", "headroom", f"{cur}/year") else "left"
-        )
+        pools.add_column(col, justify="right" if col in ("servers", "needed", "headroom", f"{cur}/year") else "left")
     for p in result.pools:
         pools.add_row(
             p.dc,

@@ -30,9 +30,7 @@ def run_validate(args: argparse.Namespace, out: Console, err: Console) -> int:
         loaded = load_topology(args.file)
     except TopologyError as e:
         if args.json:
-            problems = [
-                {"file": p.file, "path": p.path, "line": p.line, "message": p.message} for p in e.problems
-            ]
+            problems = [{"file": p.file, "path": p.path, "line": p.line, "message": p.message} for p in e.problems]
             out.print_json(json.dumps({"valid": False, "problems": problems}))
         for p in e.problems:
             err.print(f"error: {p}", markup=False, highlight=False, soft_wrap=True)

@@ -51,9 +51,7 @@ def load_topology(path: Path | str, survivability: bool = True) -> LoadedTopolog
         raise TopologyError([Problem(label, "", f"cannot read the file: {e.strerror}")]) from None
     document, lines = _parse(label, text)
     if not isinstance(document, dict):
-        raise TopologyError(
-            [Problem(label, "", "the document must be a mapping (name, city, datacenters, ...)", 1)]
-        )
+        raise TopologyError([Problem(label, "", "the document must be a mapping (name, city, datacenters, ...)", 1)])
     try:
         topology = Topology.model_validate(document)
         placement = place(topology)
@@ -126,9 +124,7 @@ def _violation(label: str, document: Any, lines: dict[tuple[str, ...], int], v: 
     return problem if parts else Problem(label, v.path, problem.message)
 
 
-def _located(
-    label: str, document: Any, lines: dict[tuple[str, ...], int], loc: list[str], message: str
-) -> Problem:
+def _located(label: str, document: Any, lines: dict[tuple[str, ...], int], loc: list[str], message: str) -> Problem:
     return Problem(label, _readable(document, loc), message, _line_of(lines, loc))
 
 

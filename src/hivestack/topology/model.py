@@ -55,9 +55,7 @@ class Objectives(Strict):
         default=3.0, ge=1, description="peak second's rate divided by the peak day's average rate"
     )
     accounts: int = Field(gt=0)
-    latency_budget_ms: float = Field(
-        gt=0, description="largest one-way latency allowed between same-city DCs"
-    )
+    latency_budget_ms: float = Field(gt=0, description="largest one-way latency allowed between same-city DCs")
 
     @property
     def peak_tps(self) -> float:
@@ -119,9 +117,7 @@ class CustomerRange(Strict):
 class Cell(Strict):
     name: Name
     home: Name = Field(description="the DC whose member writes while it is healthy")
-    replicas: list[Name] = Field(
-        description="other same-city DCs holding a synchronous member, in failover order"
-    )
+    replicas: list[Name] = Field(description="other same-city DCs holding a synchronous member, in failover order")
     dr: Name | None = Field(default=None, description="remote DC holding an asynchronous copy")
     range: CustomerRange
     accounts: int = Field(gt=0)
@@ -173,9 +169,7 @@ class Topology(Strict):
             ]:
                 dc = known.get(dc_name)
                 if dc is None:
-                    raise LocatedValueError(
-                        f"cells.{i}.{field}", f"unknown data center {dc_name!r}", sorted(known)
-                    )
+                    raise LocatedValueError(f"cells.{i}.{field}", f"unknown data center {dc_name!r}", sorted(known))
                 if dc.remote:
                     raise LocatedValueError(
                         f"cells.{i}.{field}",

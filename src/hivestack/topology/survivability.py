@@ -132,26 +132,29 @@ def role_load_after_loss(facts: Facts, role: str, lost: str) -> dict[str, float]
         return load
     capacity = facts.role_tps.get(role, {})
     total = sum(capacity.get(d, 0.0) for d in survivors)
-    return {
-        d: facts.peak_tps * (capacity.get(d, 0.0) / total if total else 1 / len(survivors)) for d in survivors
-    }
+    return {d: facts.peak_tps * (capacity.get(d, 0.0) / total if total else 1 / len(survivors)) for d in survivors}
 
 
 def capacity_survives_dc_loss(facts: Facts) -> list[Violation]:
     out = []
     for role, per_dc in facts.role_tps.items():
+        # Report each short DC once, under the loss that hurts it most.
+        worst: dict[str, tuple[float, str]] = {}
         for lost in facts.same_city_dcs:
             for dc, needed in role_load_after_loss(facts, role, lost).items():
-                have = per_dc.get(dc, 0.0)
-                if needed > have + 1e-9:
-                    out.append(
-                        Violation(
-                            "capacity-survives-dc-loss",
-                            f"capacity.roles.{role}",
-                            f"after losing {lost}, {dc} must carry {needed:,.0f} TPS of {role} load "
-                            f"but its servers carry {have:,.0f} (add {role} servers in {dc})",
-                        )
+                if needed > worst.get(dc, (0.0, ""))[0]:
+                    worst[dc] = (needed, lost)
+        for dc, (needed, lost) in worst.items():
+            have = per_dc.get(dc, 0.0)
+            if needed > have + 1e-9:
+                out.append(
+                    Violation(
+                        "capacity-survives-dc-loss",
+                        f"capacity.roles.{role}",
+                        f"after losing {lost}, {dc} must carry {needed:,.0f} TPS of {role} load "
+                        f"but its servers carry {have:,.0f} (add {role} servers in {dc})",
                     )
+                )
     return out
 
 
@@ -165,7 +168,8 @@ def customer_ranges_partition(facts: Facts) -> list[Violation]:
                 Violation(
                     "customer-ranges-partition",
                     cell.path,
-                    f"keys {cursor}..{cell.start - 1} belong to no cell (ranges must cover 0..{facts.routing_space - 1})",
+                    f"keys {cursor}..{cell.start - 1} belong to no cell "
+                    f"(ranges must cover 0..{facts.routing_space - 1})",
                 )
             )
         elif cell.start < cursor and previous is not None:
@@ -260,9 +264,7 @@ def facts_from_topology(topology: Topology, placement: Placement) -> Facts:
     for i, cell in enumerate(topology.cells):
         member_dcs = tuple(m.dc for m in placement.cell_members[cell.name])
         quorums.append(QuorumGroup(f"cell {cell.name}", f"cells.{i}", member_dcs))
-        cells.append(
-            CellLoad(cell.name, f"cells.{i}", member_dcs, cell.accounts, cell.range.start, cell.range.end)
-        )
+        cells.append(CellLoad(cell.name, f"cells.{i}", member_dcs, cell.accounts, cell.range.start, cell.range.end))
     util = topology.capacity.max_utilization
     role_tps = {
         role.value: {

@@ -1,0 +1,59 @@
+"""One server. Where it comes from is the backend's business; what it is comes from the topology."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import pulumi
+
+from hivestack.components import types
+from hivestack.components.declared import Declared
+from hivestack.topology import Host as HostModel
+
+
+class HostBackend(Protocol):
+    """Makes (or finds) the machine behind a Host. `name` is the value of the stack's `hostBackend` setting."""
+
+    name: str
+
+    def provision(self, host: HostModel, parent: pulumi.Resource) -> None: ...
+
+
+class BareMetal:
+    """Existing servers listed in the inventory, reached over SSH by the playbooks: nothing to create, and a
+    preview connects to nothing."""
+
+    name = "baremetal"
+
+    def provision(self, host: HostModel, parent: pulumi.Resource) -> None:
+        return None
+
+
+class Host(Declared):
+    def __init__(
+        self,
+        host: HostModel,
+        city: str,
+        backend: HostBackend,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            types.HOST,
+            host.name,
+            {
+                "name": host.name,
+                "dc": host.dc,
+                "pool": host.pool,
+                "roles": [r.value for r in host.roles],
+                "arch": host.arch.value,
+                "machine": host.arch.machine,
+                "cpu": host.cpu,
+                "memory_gb": host.memory_gb,
+                "address": str(host.address),
+                "cells": list(host.cells),
+                "labels": host.labels(city),
+                "backend": backend.name,
+            },
+            opts,
+        )
+        backend.provision(host, self)

@@ -1,0 +1,76 @@
+"""The whole platform of one topology: data centers, pools, hosts, cells, firewall rules, generated secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+
+from hivestack.components import types
+from hivestack.components.cell import Cell
+from hivestack.components.datacenter import DataCenter, ServerPool
+from hivestack.components.declared import Declared
+from hivestack.components.firewall import FirewallRule
+from hivestack.components.host import BareMetal, Host, HostBackend
+from hivestack.components.secret import GeneratedSecret
+from hivestack.topology import LoadedTopology
+from hivestack.topology.ports import SERVICES
+
+
+@dataclass(frozen=True)
+class PlatformArgs:
+    topology: LoadedTopology
+    backend: HostBackend = field(default_factory=BareMetal)
+
+
+class Platform(Declared):
+    def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        t = args.topology.topology
+        super().__init__(
+            types.PLATFORM,
+            name,
+            {
+                "topology": t.name,
+                "city": t.city,
+                "peak_tps": t.objectives.peak_tps,
+                "accounts": t.objectives.accounts,
+                "latency_budget_ms": t.objectives.latency_budget_ms,
+                "routing_space": t.routing.space,
+                "max_utilization": t.capacity.max_utilization,
+                "tps_per_core": {r.value: c.tps_per_core for r, c in t.capacity.roles.items()},
+            },
+            opts,
+        )
+        placement = args.topology.placement
+        self.datacenters: dict[str, DataCenter] = {}
+        self.hosts: dict[str, Host] = {}
+        for dc in t.datacenters:
+            dc_res = DataCenter(dc, pulumi.ResourceOptions(parent=self))
+            self.datacenters[dc.name] = dc_res
+            for pool in dc.pools:
+                pool_res = ServerPool(dc.name, pool, pulumi.ResourceOptions(parent=dc_res))
+                for host in (h for h in placement.hosts if h.pool == pool.name):
+                    self.hosts[host.name] = Host(host, t.city, args.backend, pulumi.ResourceOptions(parent=pool_res))
+        self.cells = {
+            c.name: Cell(c, placement.cell_members[c.name], pulumi.ResourceOptions(parent=self)) for c in t.cells
+        }
+        self.firewall = [FirewallRule(s, pulumi.ResourceOptions(parent=self)) for s in SERVICES]
+        self.secrets = {
+            "etcd-root": GeneratedSecret("etcd-root", "etcd root user", opts=pulumi.ResourceOptions(parent=self)),
+            **{
+                f"{c.name}-{use}": GeneratedSecret(
+                    f"{c.name}-{use}",
+                    f"{c.name} database {use}",
+                    opts=pulumi.ResourceOptions(parent=self.cells[c.name]),
+                )
+                for c in t.cells
+                for use in ("admin", "app", "sst")
+            },
+        }
+
+    def inventory(self) -> dict[str, object]:
+        """The host inventory the Ansible layer and the tests read back from the stack outputs."""
+        return {
+            name: {k: h.props[k] for k in ("dc", "pool", "roles", "arch", "address", "cells")}
+            for name, h in self.hosts.items()
+        }

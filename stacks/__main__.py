@@ -1,0 +1,28 @@
+"""Pulumi program: load the stack's topology, build the platform, export what other layers read."""
+
+from pathlib import Path
+
+import pulumi
+
+from hivestack.components import Platform, PlatformArgs
+from hivestack.components.host import BareMetal, HostBackend
+from hivestack.topology import TopologyError, load_topology
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS: dict[str, type[HostBackend]] = {"baremetal": BareMetal}
+
+config = pulumi.Config("hivestack")
+backend_name = config.get("hostBackend") or "baremetal"
+if backend_name not in BACKENDS:
+    raise pulumi.RunError(f"hivestack:hostBackend is {backend_name!r}; valid: {', '.join(sorted(BACKENDS))}")
+
+try:
+    topology = load_topology(ROOT / config.require("topology"))
+except TopologyError as e:
+    # A located, one-line-per-problem message instead of a Python traceback.
+    raise pulumi.RunError(f"invalid topology:\n{e}") from None
+platform = Platform(pulumi.get_stack(), PlatformArgs(topology=topology, backend=BACKENDS[backend_name]()))
+
+pulumi.export("topology", topology.topology.name)
+pulumi.export("inventory", platform.inventory())
+pulumi.export("cells", {name: cell.props for name, cell in platform.cells.items()})
