@@ -8,13 +8,13 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
 
-SECRET_OUTPUTS = ["value"]
+SECRET_OUTPUTS = ["secret"]
 
 
 class _GeneratedSecretProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         value = secrets.token_urlsafe(int(props["length"]))[: int(props["length"])]
-        return CreateResult(id_=props["purpose"], outs={**props, "value": value})
+        return CreateResult(id_=props["purpose"], outs={**props, "secret": value})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # Only a new length or purpose makes a new secret; the value itself is never re-rolled by a plain `up`.
@@ -23,13 +23,13 @@ class _GeneratedSecretProvider(ResourceProvider):
 
 
 class GeneratedSecret(Resource):
-    value: pulumi.Output[str]
+    secret: pulumi.Output[str]
 
     def __init__(self, name: str, purpose: str, length: int = 32, opts: pulumi.ResourceOptions | None = None) -> None:
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=SECRET_OUTPUTS))
         super().__init__(
             _GeneratedSecretProvider(),
             name,
-            {"purpose": purpose, "length": length, "value": None},
+            {"purpose": purpose, "length": length, "secret": None},
             opts,
         )

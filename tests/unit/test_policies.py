@@ -1,0 +1,141 @@
+"""Every policy of the pack, called directly: it passes on the lab's declared resources and fails on a
+mutation that breaks exactly its rule (and names that rule's problem)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pulumi
+import pytest
+from hivestack_policies import POLICIES
+from pulumi_policy import StackValidationPolicy
+
+from hivestack.components import types
+from tests.conftest import LAB_TOPOLOGY
+from tests.unit.test_program import build
+
+pytestmark = pytest.mark.unit
+
+Resources = list[SimpleNamespace]
+
+
+@pytest.fixture(scope="module")
+def lab_resources() -> Resources:
+    captured: Resources = []
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output:
+        mocks, registered = build(LAB_TOPOLOGY)
+
+        def keep(_: Any) -> None:
+            captured.extend(
+                SimpleNamespace(resource_type=t, name=n, props=p, urn=f"urn:{t}:{n}") for t, n, p in mocks.resources
+            )
+
+        return registered.apply(keep)
+
+    run()
+    return captured
+
+
+def find(resources: Resources, typ: str, name: str) -> dict[str, Any]:
+    return next(r.props for r in resources if r.resource_type == typ and r.name == name)
+
+
+def violations(policy_name: str, resources: Resources) -> list[str]:
+    policy = next(p for p in POLICIES if p.name == policy_name)
+    found: list[str] = []
+    report = lambda message, urn=None: found.append(message)  # noqa: E731
+    if isinstance(policy, StackValidationPolicy):
+        policy.validate(SimpleNamespace(resources=resources), report)
+    else:
+        for r in resources:
+            opts = SimpleNamespace(additional_secret_outputs=getattr(r, "secret_outputs", []))
+            policy.validate(
+                SimpleNamespace(resource_type=r.resource_type, props=r.props, name=r.name, urn=r.urn, opts=opts),
+                report,
+            )
+    return found
+
+
+def _etcd_majority(rs: Resources) -> None:
+    find(rs, types.HOST, "b-db-1")["dc"] = "dc-a"
+
+
+def _short_cell(rs: Resources) -> None:
+    find(rs, types.CELL, "cell-a")["members"].pop()
+
+
+def _four_control_members(rs: Resources) -> None:
+    find(rs, types.HOST, "a-edge-1")["roles"].append("k8s-control")
+
+
+def _peak_too_high(rs: Resources) -> None:
+    next(r.props for r in rs if r.resource_type == types.PLATFORM)["peak_tps"] *= 100
+
+
+def _overlap(rs: Resources) -> None:
+    find(rs, types.CELL, "cell-b")["range_start"] = 9000
+
+
+def _too_many_accounts(rs: Resources) -> None:
+    next(r.props for r in rs if r.resource_type == types.PLATFORM)["accounts"] = 10**6
+
+
+def _no_gateway(rs: Resources) -> None:
+    find(rs, types.HOST, "b-edge-1")["roles"].remove("gateway")
+
+
+def _far_dc(rs: Resources) -> None:
+    find(rs, types.DATACENTER, "dc-a")["latency_ms"] = 5
+
+
+def _mysql_public(rs: Resources) -> None:
+    find(rs, types.FIREWALL_RULE, "mysql")["from_cidrs"] = ["0.0.0.0/0"]
+
+
+def _etcd_to_workers(rs: Resources) -> None:
+    find(rs, types.FIREWALL_RULE, "etcd-client")["from_roles"].append("k8s-worker")
+
+
+def _unmarked_password(rs: Resources) -> None:
+    rs.append(SimpleNamespace(resource_type="x:y:Z", name="db", props={"db_password": "s3cret"}, urn="urn:db"))
+
+
+CASES: list[tuple[str, Callable[[Resources], None], str]] = [
+    ("quorum-no-dc-majority", _etcd_majority, "dc-a holds 2 of etcd's 3 members"),
+    ("cell-spans-three-dcs", _short_cell, "cell cell-a has members in 2 same-city DC(s)"),
+    ("quorum-survives-dc-loss", _four_control_members, "k8s-control keeps 2 of 4 members"),
+    ("capacity-survives-dc-loss", _peak_too_high, "must carry"),
+    ("customer-ranges-partition", _overlap, "overlaps cell-a"),
+    ("cells-hold-accounts", _too_many_accounts, "objectives ask for 1,000,000"),
+    ("gateway-in-every-dc", _no_gateway, "no gateway in dc-b"),
+    ("latency-within-budget", _far_dc, "over the same-city budget"),
+    ("sensitive-ports-least-privilege", _mysql_public, "port 3306 (mysql) is opened to ['0.0.0.0/0']"),
+    ("sensitive-ports-least-privilege", _etcd_to_workers, "port 2379 (etcd-client) is opened to roles ['k8s-worker']"),
+    ("secrets-marked-secret", _unmarked_password, "property 'db_password' holds a secret but is not marked secret"),
+]
+
+
+def test_every_policy_has_a_failing_case():
+    assert {p.name for p in POLICIES} == {name for name, _, _ in CASES}
+
+
+@pytest.mark.parametrize("name", sorted({p.name for p in POLICIES}))
+def test_policy_passes_on_lab(name: str, lab_resources: Resources):
+    resources = copy.deepcopy(lab_resources)
+    for r in resources:
+        if r.resource_type == "pulumi-python:dynamic:Resource":
+            r.secret_outputs = ["secret"]  # what GeneratedSecret declares
+    assert violations(name, resources) == []
+
+
+@pytest.mark.parametrize(("name", "mutate", "expected"), CASES, ids=[f"{c[0]}:{c[1].__name__}" for c in CASES])
+def test_policy_fails_on_violation(name: str, mutate, expected: str, lab_resources: Resources):
+    resources = copy.deepcopy(lab_resources)
+    mutate(resources)
+    found = violations(name, resources)
+    assert any(expected in message for message in found), found
