@@ -6,7 +6,7 @@ import pulumi
 
 from hivestack.components import Platform, PlatformArgs
 from hivestack.components.host import BareMetal, HostBackend
-from hivestack.topology import TopologyError, load_topology
+from hivestack.topology import TopologyError, load_topology, survivability_violations
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS: dict[str, type[HostBackend]] = {"baremetal": BareMetal}
@@ -17,10 +17,14 @@ if backend_name not in BACKENDS:
     raise pulumi.RunError(f"hivestack:hostBackend is {backend_name!r}; valid: {', '.join(sorted(BACKENDS))}")
 
 try:
-    topology = load_topology(ROOT / config.require("topology"))
+    # Shape only: the survivability rules are enforced by the policy pack on what is declared below, so a
+    # preview names the broken rule. They are also printed here, for runs without the pack.
+    topology = load_topology(ROOT / config.require("topology"), survivability=False)
 except TopologyError as e:
     # A located, one-line-per-problem message instead of a Python traceback.
     raise pulumi.RunError(f"invalid topology:\n{e}") from None
+for violation in survivability_violations(topology):
+    pulumi.log.warn(f"unsurvivable: {violation}")
 platform = Platform(pulumi.get_stack(), PlatformArgs(topology=topology, backend=BACKENDS[backend_name]()))
 
 pulumi.export("topology", topology.topology.name)

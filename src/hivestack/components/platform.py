@@ -13,6 +13,7 @@ from hivestack.components.declared import Declared
 from hivestack.components.firewall import FirewallRule
 from hivestack.components.host import BareMetal, Host, HostBackend
 from hivestack.components.secret import GeneratedSecret
+from hivestack.topology import Host as HostModel
 from hivestack.topology import LoadedTopology
 from hivestack.topology.ports import SERVICES
 
@@ -42,6 +43,9 @@ class Platform(Declared):
             opts,
         )
         placement = args.topology.placement
+        hosts_of_pool: dict[str, list[HostModel]] = {}
+        for host in placement.hosts:
+            hosts_of_pool.setdefault(host.pool, []).append(host)
         self.datacenters: dict[str, DataCenter] = {}
         self.hosts: dict[str, Host] = {}
         for dc in t.datacenters:
@@ -49,7 +53,7 @@ class Platform(Declared):
             self.datacenters[dc.name] = dc_res
             for pool in dc.pools:
                 pool_res = ServerPool(dc.name, pool, pulumi.ResourceOptions(parent=dc_res))
-                for host in (h for h in placement.hosts if h.pool == pool.name):
+                for host in hosts_of_pool.get(pool.name, []):
                     self.hosts[host.name] = Host(host, t.city, args.backend, pulumi.ResourceOptions(parent=pool_res))
         self.cells = {
             c.name: Cell(c, placement.cell_members[c.name], pulumi.ResourceOptions(parent=self)) for c in t.cells

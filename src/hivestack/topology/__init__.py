@@ -3,7 +3,7 @@
 Nothing here imports any other part of hivestack.
 """
 
-from hivestack.topology.loader import LoadedTopology, Problem, TopologyError, load_topology
+from hivestack.topology.loader import LoadedTopology, Problem, TopologyError, load_topology, survivability_violations
 from hivestack.topology.model import Arch, Cell, DataCenter, Role, ServerPool, Topology
 from hivestack.topology.placement import Host, Placement, place
 
@@ -21,4 +21,5 @@ __all__ = [
     "TopologyError",
     "load_topology",
     "place",
+    "survivability_violations",
 ]

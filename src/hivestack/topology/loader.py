@@ -61,10 +61,14 @@ def load_topology(path: Path | str, survivability: bool = True) -> LoadedTopolog
         raise TopologyError([_located(label, document, lines, e.path.split("."), e.message)]) from None
     loaded = LoadedTopology(path, topology, placement)
     if survivability:
-        violations = check(facts_from_topology(topology, placement))
+        violations = survivability_violations(loaded)
         if violations:
             raise TopologyError([_violation(label, document, lines, v) for v in violations])
     return loaded
+
+
+def survivability_violations(loaded: LoadedTopology) -> list[Violation]:
+    return check(facts_from_topology(loaded.topology, loaded.placement))
 
 
 def _parse(label: str, text: str) -> tuple[Any, dict[tuple[str, ...], int]]:

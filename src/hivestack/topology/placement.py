@@ -80,7 +80,11 @@ def place(topology: Topology) -> Placement:
                     address=dc.subnet.network_address + FIRST_HOST_OFFSET + offset,
                 )
             )
-    members = {cell.name: _members_of(cell, hosts) for cell in topology.cells}
+    db_hosts: dict[str, list[Host]] = {}
+    for h in hosts:
+        if Role.db in h.roles:
+            db_hosts.setdefault(h.dc, []).append(h)
+    members = {cell.name: _members_of(cell, db_hosts) for cell in topology.cells}
     cells_on: dict[str, list[str]] = {}
     for cell_name, cell_members in members.items():
         for m in cell_members:
@@ -89,17 +93,17 @@ def place(topology: Topology) -> Placement:
     return Placement(hosts=hosts, cell_members=members)
 
 
-def _members_of(cell: Cell, hosts: list[Host]) -> list[CellMember]:
-    """Spread cells over a DC's db hosts round-robin, by the cell's position among the cells using that DC.
+def _members_of(cell: Cell, db_hosts: dict[str, list[Host]]) -> list[CellMember]:
+    """One member on one of the db hosts of each of the cell's DCs.
 
-    A DC without db hosts gets no member: survivability reports the cell as short of DCs.
+    A DC without db hosts gets no member: survivability then reports the cell as short of DCs.
     """
     members = []
     for order, dc in enumerate(cell.member_dcs):
-        db_hosts = [h for h in hosts if h.dc == dc and Role.db in h.roles]
-        if db_hosts:
-            slot = _stable_slot(cell.name, len(db_hosts))
-            members.append(CellMember(dc=dc, host=db_hosts[slot].name, order=order))
+        candidates = db_hosts.get(dc, [])
+        if candidates:
+            slot = _stable_slot(cell.name, len(candidates))
+            members.append(CellMember(dc=dc, host=candidates[slot].name, order=order))
     return members
 
 

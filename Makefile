@@ -1,0 +1,26 @@
+# The README's two commands are `make up` and `make test`; both set up what they need first.
+.PHONY: setup up down preview test unit lint bench
+
+setup:
+	scripts/setup
+
+up: setup
+	scripts/stack up lab
+
+down: setup
+	scripts/stack down lab
+
+preview: setup
+	scripts/stack preview sample-sz
+
+test: setup
+	scripts/run-tests
+
+unit: setup
+	.venv/bin/pytest -m unit -q
+
+lint: setup
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+bench: setup
+	.venv/bin/python benchmarks/topology_scale.py
