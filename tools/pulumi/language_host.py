@@ -220,6 +220,8 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
     def About(self, request: language_pb2.AboutRequest, context: grpc.ServicerContext) -> language_pb2.AboutResponse:
         return language_pb2.AboutResponse(executable=sys.executable, version=platform.python_version())
 
+    # The engine calls this on Ctrl-C and before closing the host, in both cases only after the
+    # analyzers/providers running under us were stopped, so every remaining child can go.
     def Cancel(self, request: empty_pb2.Empty, context: grpc.ServicerContext) -> empty_pb2.Empty:
         self.children.cancelled.set()
         self.children.terminate_all()
