@@ -5,10 +5,10 @@ setup:
 	scripts/setup
 
 up: setup
-	scripts/stack up lab
+	.venv/bin/hivestack lab up
 
 down: setup
-	scripts/stack down lab
+	.venv/bin/hivestack lab down
 
 preview: setup
 	scripts/stack preview sample-sz

@@ -57,6 +57,7 @@ def timed(fn: Any, *args: Any) -> tuple[float, Any]:
 
 
 def main(scales: list[int]) -> None:
+    sample_seconds = None
     table = Table(title="topology scale benchmark (seconds; per 1k servers in brackets)")
     for col in ("scale", "servers", "cells", "validate", "plan", "mocked program", "resources"):
         table.add_column(col, justify="right")
@@ -67,6 +68,8 @@ def main(scales: list[int]) -> None:
             t_validate, loaded = timed(load_topology, path)
             t_plan, _ = timed(lambda p: plan(load_topology(p)), path)
             t_program, resources = timed(construct, path)
+            if scale == 1:
+                sample_seconds = t_validate + t_plan
             servers = len(loaded.placement.hosts)
             k = servers / 1000
             table.add_row(
@@ -79,8 +82,8 @@ def main(scales: list[int]) -> None:
                 f"{resources:,}",
             )
             Console(width=130).print(table) if scale == scales[-1] else None
-    if scales[0] == 1:
-        print("sample validate + plan under 2 s:", "yes" if t_validate + t_plan < 2 else "NO")
+    if sample_seconds is not None:
+        print(f"sample validate + plan: {sample_seconds:.2f} s (target: under 2 s)")
 
 
 if __name__ == "__main__":

@@ -6,15 +6,16 @@ import pulumi
 
 from hivestack.components import Platform, PlatformArgs
 from hivestack.components.host import BareMetal, HostBackend
-from hivestack.topology import TopologyError, load_topology, survivability_violations
+from hivestack.lab.backend import LabBackend
+from hivestack.topology import LoadedTopology, TopologyError, load_topology, survivability_violations
 
 ROOT = Path(__file__).resolve().parent.parent
-BACKENDS: dict[str, type[HostBackend]] = {"baremetal": BareMetal}
+BACKENDS = ("baremetal", "lab")
 
 config = pulumi.Config("hivestack")
 backend_name = config.get("hostBackend") or "baremetal"
 if backend_name not in BACKENDS:
-    raise pulumi.RunError(f"hivestack:hostBackend is {backend_name!r}; valid: {', '.join(sorted(BACKENDS))}")
+    raise pulumi.RunError(f"hivestack:hostBackend is {backend_name!r}; valid: {', '.join(BACKENDS)}")
 
 try:
     # Shape only: the survivability rules are enforced by the policy pack on what is declared below, so a
@@ -25,8 +26,19 @@ except TopologyError as e:
     raise pulumi.RunError(f"invalid topology:\n{e}") from None
 for violation in survivability_violations(topology):
     pulumi.log.warn(f"unsurvivable: {violation}")
-platform = Platform(pulumi.get_stack(), PlatformArgs(topology=topology, backend=BACKENDS[backend_name]()))
+
+
+def make_backend(loaded: LoadedTopology) -> HostBackend:
+    if backend_name == "lab":
+        return LabBackend(pulumi.get_stack(), loaded, ROOT, latency=config.get_bool("labLatency") is not False)
+    return BareMetal()
+
+
+backend = make_backend(topology)
+platform = Platform(pulumi.get_stack(), PlatformArgs(topology=topology, backend=backend))
 
 pulumi.export("topology", topology.topology.name)
 pulumi.export("inventory", platform.inventory())
 pulumi.export("cells", {name: cell.props for name, cell in platform.cells.items()})
+if isinstance(backend, LabBackend):
+    pulumi.export("lab", backend.outputs())

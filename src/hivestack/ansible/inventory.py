@@ -1,0 +1,57 @@
+"""Ansible inventory derived from the topology and the stack's outputs: groups per DC, role, pool and cell."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hivestack.topology import LoadedTopology
+
+
+def group(kind: str, name: str) -> str:
+    """Ansible group names cannot contain '-': dc-a -> dc_dc_a."""
+    return f"{kind}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+
+
+def build(loaded: LoadedTopology, stack_outputs: dict[str, Any]) -> dict[str, Any]:
+    """The JSON a dynamic inventory script prints for `--list`."""
+    topology = loaded.topology
+    lab = stack_outputs.get("lab")
+    inventory: dict[str, Any] = {"_meta": {"hostvars": {}}, "all": {"children": []}}
+    groups: dict[str, set[str]] = {}
+    for host in loaded.placement.hosts:
+        memberships = [
+            group("dc", host.dc),
+            group("pool", host.pool),
+            *(group("role", r.value) for r in host.roles),
+            *(group("cell", c) for c in host.cells),
+            group("arch", host.arch.value),
+        ]
+        for g in memberships:
+            groups.setdefault(g, set()).add(host.name)
+        hostvars: dict[str, Any] = {
+            "ansible_host": str(host.address),
+            "ansible_user": "root",
+            "hivestack_dc": host.dc,
+            "hivestack_pool": host.pool,
+            "hivestack_roles": [r.value for r in host.roles],
+            "hivestack_arch": host.arch.value,
+            "hivestack_machine": host.arch.machine,
+            "hivestack_cells": list(host.cells),
+            "hivestack_labels": host.labels(topology.city),
+            "hivestack_remote_dc": topology.datacenter(host.dc).remote,
+        }
+        if lab:
+            # The lab's hosts are only reachable from inside the stack's core namespace (no root-namespace routes,
+            # so stacks with identical subnets coexist).
+            hostvars["ansible_ssh_private_key_file"] = lab["ssh_key_file"]
+            hostvars["ansible_ssh_common_args"] = (
+                f"-o ProxyCommand='ip netns exec {lab['core_ns']} nc %h %p' "
+                "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+            )
+        inventory["_meta"]["hostvars"][host.name] = hostvars
+    for name, members in sorted(groups.items()):
+        inventory[name] = {"hosts": sorted(members)}
+        inventory["all"]["children"].append(name)
+    inventory["all"]["vars"] = {"hivestack_topology": topology.name, "hivestack_city": topology.city}
+    return inventory

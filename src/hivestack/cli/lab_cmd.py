@@ -1,0 +1,154 @@
+"""`hivestack lab up|down|clean|status|fault`: the embedded multi-DC lab."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hivestack.cli import project
+from hivestack.cli.errors import CANNOT_RUN, FOUND_PROBLEM, OK, CannotRun
+from hivestack.lab import cleanup, faults, hosts, network
+from hivestack.lab.names import LabNames
+from hivestack.topology import load_topology
+
+DEFAULT_STACK = "lab"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    lab = sub.add_parser("lab", help="the embedded multi-DC lab on this machine")
+    verbs = lab.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, help_: str, run: Any) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help_)
+        p.add_argument("--stack", default=DEFAULT_STACK, help=f"lab stack (default: {DEFAULT_STACK})")
+        p.set_defaults(run=run)
+        return p
+
+    verb("up", "bring the lab up (pulumi up with the policy pack) and print where things are", run_up)
+    verb("down", "destroy the lab stack: every process, mount, namespace and file it made", run_down)
+    clean = verb("clean", "remove what a crashed or interrupted run left behind", run_clean)
+    clean.add_argument("--all", action="store_true", help="every lab stack this machine has traces of")
+    status = verb("status", "hosts, network and active faults", run_status)
+    status.add_argument("--json", action="store_true")
+    fault = verb("fault", "inject or restore a fault", run_fault)
+    fault.add_argument("kind", choices=["cut", "partition", "gray", "restore", "stop", "kill", "start"])
+    fault.add_argument("target", help="a DC name (cut, partition, gray, restore), a host name (stop, kill, start)")
+    fault.add_argument("--loss", type=float, default=20.0, help="gray failure: percent of packets dropped")
+
+
+def run_up(args: argparse.Namespace, out: Console, err: Console) -> int:
+    project.topology_path(args.stack)  # fails early and clearly on an unknown stack
+    project.select_stack(args.stack)
+    start = time.monotonic()
+    proc = project.pulumi("up", "--yes", "--refresh", "--policy-pack", "policies", "--stack", args.stack)
+    if proc.returncode != 0:
+        err.print(f"error: pulumi up of stack {args.stack!r} failed (exit {proc.returncode}); see above")
+        return CANNOT_RUN
+    outputs = project.stack_outputs(args.stack)
+    out.print(f"lab stack {args.stack!r} up in {time.monotonic() - start:.0f} s", style="bold")
+    _print_where(args.stack, outputs, out)
+    return OK
+
+
+def _print_where(stack: str, outputs: dict[str, Any], out: Console) -> None:
+    table = Table(title="hosts")
+    for col in ("host", "DC", "address", "arch", "roles"):
+        table.add_column(col)
+    for name, h in sorted(outputs.get("inventory", {}).items()):
+        table.add_row(name, h["dc"], h["address"], h["arch"], ",".join(h["roles"]))
+    out.print(table)
+    lab = outputs.get("lab")
+    if lab:
+        first = next(iter(sorted(outputs["inventory"].items())), None)
+        out.print(f"management path: ip netns exec {lab['core_ns']} ... (management address {lab['mgmt']})")
+        out.print(f"SSH key: {lab['ssh_key_file']}")
+        if first:
+            out.print(
+                f"ssh: ip netns exec {lab['core_ns']} ssh -i {lab['ssh_key_file']} root@{first[1]['address']}",
+                highlight=False,
+            )
+        out.print(f"inventory: HIVESTACK_STACK={stack} .venv/bin/ansible-inventory -i inventories/lab --graph")
+
+
+def run_down(args: argparse.Namespace, out: Console, err: Console) -> int:
+    project.topology_path(args.stack)
+    project.select_stack(args.stack)
+    proc = project.pulumi("destroy", "--yes", "--stack", args.stack)
+    if proc.returncode != 0:
+        err.print(f"error: pulumi destroy failed (exit {proc.returncode}); `hivestack lab clean` removes leftovers")
+        return CANNOT_RUN
+    return OK
+
+
+def run_clean(args: argparse.Namespace, out: Console, err: Console) -> int:
+    done = cleanup.clean(project.root(), None if args.all else args.stack)
+    out.print(
+        f"removed: {len(done.hosts)} host(s) {done.hosts}, {len(done.mounts)} mount(s), "
+        f"{len(done.namespaces)} stray namespace(s)"
+    )
+    return OK
+
+
+def _dc_index(stack: str, dc: str) -> int:
+    topology = load_topology(project.topology_path(stack), survivability=False).topology
+    names = [d.name for d in topology.datacenters]
+    if dc not in names:
+        raise CannotRun(f"unknown data center {dc!r} in stack {stack!r} (valid: {', '.join(names)})")
+    return names.index(dc)
+
+
+def run_fault(args: argparse.Namespace, out: Console, err: Console) -> int:
+    names = LabNames(args.stack)
+    if not network.network_exists(names):
+        raise CannotRun(f"lab stack {args.stack!r} is not up (hivestack lab up --stack {args.stack})")
+    kind, target = args.kind, args.target
+    if kind in ("cut", "partition", "gray", "restore"):
+        index = _dc_index(args.stack, target)
+        {
+            "cut": lambda: faults.cut_dc(names, index),
+            "partition": lambda: faults.partition_dc(names, index),
+            "gray": lambda: faults.gray_failure(names, index, args.loss),
+            "restore": lambda: faults.restore_dc(names, index),
+        }[kind]()
+    else:
+        root = project.root()
+        if not hosts.state_dir(root, args.stack, target).is_dir():
+            raise CannotRun(f"no lab host {target!r} in stack {args.stack!r}")
+        if kind == "stop":
+            hosts.stop(names, target)
+        elif kind == "kill":
+            hosts.kill(names, target)
+        else:
+            hosts.restart(names, root, target)
+            address = project.stack_outputs(args.stack)["inventory"][target]["address"]
+            hosts.wait_ready(network.mgmt_command(names), target, address)
+    out.print(f"{kind} {target}: done")
+    return OK
+
+
+def run_status(args: argparse.Namespace, out: Console, err: Console) -> int:
+    names = LabNames(args.stack)
+    up = network.network_exists(names)
+    topology = load_topology(project.topology_path(args.stack), survivability=False)
+    dcs = [dc.name for dc in topology.topology.datacenters]
+    state = {
+        "stack": args.stack,
+        "network": up,
+        "hosts": {h.name: hosts.is_running(names, h.name) for h in topology.placement.hosts},
+        "faults": {dcs[i]: kind for i, kind in faults.active_faults(names).items()} if up else {},
+    }
+    if args.json:
+        print(json.dumps(state, indent=2))
+    else:
+        out.print(f"stack {args.stack}: network {'up' if up else 'down'}")
+        for host, running in state["hosts"].items():
+            out.print(f"  {host}: {'running' if running else 'stopped'}")
+        for dc, kind in state["faults"].items():
+            out.print(f"  fault: {dc} {kind}", style="red")
+    healthy = up and all(state["hosts"].values()) and not state["faults"]
+    return OK if healthy else FOUND_PROBLEM

@@ -1,0 +1,257 @@
+"""Lab hosts: systemd-nspawn containers (systemd as PID 1, sshd, python3) on an overlay over a cached base.
+
+Each host gets its own network namespace (lab.network) and its own cgroup in both the unified and the
+name=systemd hierarchies before nspawn starts: with `--keep-unit --register=no` every container would otherwise
+land in one host cgroup and the containers' systemds would share (and stop) each other's units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hivestack.lab.names import LabNames
+
+CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd"))
+# Inside lab hosts the open-files limit cannot be raised past this (no CAP_SYS_RESOURCE here); say so explicitly.
+NOFILE_LIMIT = 20_000
+APT_PROXY = "http://100.64.0.1:3142"
+
+
+class HostError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    stack: str
+    name: str
+    address: str
+    netns: str
+    base: Path  # lower layer: a ready root filesystem from lab.rootfs
+    authorized_key: str
+    arch: str  # the root filesystem's architecture: arm64 runs through qemu-user
+    facts: dict[str, str]  # written to /etc/hivestack/host.json: what the topology says this host is
+
+    @property
+    def names(self) -> LabNames:
+        return LabNames(self.stack)
+
+
+def state_dir(root: Path, stack: str, host: str) -> Path:
+    return root / ".hivestack" / "lab" / stack / "hosts" / host
+
+
+def _cgroups(names: LabNames, host: str) -> list[Path]:
+    return [base / names.cgroup(host) for base in CGROUP_ROOTS]
+
+
+def _pid_file(names: LabNames, host: str) -> Path:
+    return names.run_dir / "hosts" / f"{host}.pid"
+
+
+def nspawn_pid(names: LabNames, host: str) -> int | None:
+    """The host's nspawn process, if it is alive (checked against /proc, not trusted from the pid file)."""
+    try:
+        pid = int(_pid_file(names, host).read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if b"systemd-nspawn" in cmdline and f"--machine={host}".encode() in cmdline else None
+
+
+def cgroup_pids(names: LabNames, host: str) -> list[int]:
+    pids: set[int] = set()
+    for cg in _cgroups(names, host):
+        if cg.is_dir():
+            for procs in cg.rglob("cgroup.procs"):
+                pids.update(int(p) for p in procs.read_text().split())
+    return sorted(pids)
+
+
+def is_running(names: LabNames, host: str) -> bool:
+    return nspawn_pid(names, host) is not None
+
+
+def _mount_overlay(d: Path, base: Path) -> Path:
+    upper, work, merged = d / "upper", d / "work", d / "merged"
+    for p in (upper, work, merged):
+        p.mkdir(parents=True, exist_ok=True)
+    if not os.path.ismount(merged):
+        options = f"lowerdir={base},upperdir={upper},workdir={work}"
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(merged)], check=True)
+    return merged
+
+
+def _personalize(spec: HostSpec, merged: Path) -> None:
+    """What makes a copy of the base into this host: identity, access, and the apt proxy."""
+    etc = merged / "etc"
+    (etc / "hostname").write_text(f"{spec.name}\n")
+    (etc / "hosts").write_text(f"127.0.0.1 localhost\n{spec.address} {spec.name}\n")
+    machine_id = etc / "machine-id"
+    if not machine_id.exists() or machine_id.is_symlink():
+        machine_id.unlink(missing_ok=True)
+        machine_id.write_text("")  # systemd generates one at first boot
+    ssh = merged / "root" / ".ssh"
+    ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys = ssh / "authorized_keys"
+    keys.write_text(spec.authorized_key.strip() + "\n")
+    keys.chmod(0o600)
+    (etc / "hivestack").mkdir(exist_ok=True)
+    (etc / "hivestack" / "host.json").write_text(json.dumps({"name": spec.name, **spec.facts}, indent=1) + "\n")
+    (etc / "apt" / "apt.conf.d" / "01hivestack-proxy").write_text(f'Acquire::http::Proxy "{APT_PROXY}";\n')
+
+
+def start(spec: HostSpec, root: Path) -> int:
+    """Make the host's overlay its own and boot it (idempotent: a running host is left alone)."""
+    pid = nspawn_pid(spec.names, spec.name)
+    if pid is not None:
+        return pid
+    d = state_dir(root, spec.stack, spec.name)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "base").write_text(str(spec.base))  # a restart after a fault needs only the name
+    (d / "netns").write_text(spec.netns)
+    (d / "arch").write_text(spec.arch)
+    _personalize(spec, _mount_overlay(d, spec.base))
+    return _boot(spec.names, root, spec.name)
+
+
+def restart(names: LabNames, root: Path, host: str) -> int:
+    """Boot a stopped or killed host again on its kept overlay (what it wrote survives, as on a real server)."""
+    pid = nspawn_pid(names, host)
+    if pid is not None:
+        return pid
+    d = state_dir(root, names.stack, host)
+    if not (d / "base").exists():
+        raise HostError(f"{host}: no overlay in {d}; was the host ever created in stack {names.stack!r}?")
+    _mount_overlay(d, Path((d / "base").read_text()))
+    return _boot(names, root, host)
+
+
+def _boot(names: LabNames, root: Path, host: str) -> int:
+    _reap_orphans(names, host)
+    d = state_dir(root, names.stack, host)
+    cgroups = _cgroups(names, host)
+    for cg in cgroups:
+        cg.mkdir(parents=True, exist_ok=True)
+    command = [
+        "systemd-nspawn",
+        "--quiet",
+        "--register=no",
+        "--keep-unit",
+        "--boot",
+        f"--machine={host}",
+        f"--hostname={host}",
+        f"--directory={d / 'merged'}",
+        f"--network-namespace-path=/run/netns/{(d / 'netns').read_text()}",
+        f"--rlimit=RLIMIT_NOFILE={NOFILE_LIMIT}",
+        "--console=passive",
+        # The machine's resolver is unreachable from hosts: keep the base's empty resolv.conf.
+        "--resolv-conf=off",
+    ]
+    if (d / "arch").read_text() == "arm64":
+        # qemu-user (7.2) shifts real-time signals by 2: nspawn's SIGRTMIN+3 (halt) would arrive as SIGRTMIN+1
+        # (rescue). Asking for SIGRTMIN+5 makes the emulated systemd see SIGRTMIN+3.
+        command.append("--kill-signal=SIGRTMIN+5")
+
+    def enter_own_cgroup() -> None:
+        # Runs in the child between fork and exec: nspawn starts inside the host's own cgroups.
+        for cg in cgroups:
+            (cg / "cgroup.procs").write_text(str(os.getpid()))
+
+    with (d / "console.log").open("ab") as out:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives the short-lived process that started it (a Pulumi provider)
+            preexec_fn=enter_own_cgroup,
+        )
+    pid_file = _pid_file(names, host)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop(names: LabNames, host: str, timeout: float = 15.0) -> None:
+    """Shut the host down through its own systemd (SIGTERM to nspawn asks PID 1 to halt); then make sure no
+    process of the host survives (orphans included) and release its cgroups."""
+    pid = nspawn_pid(names, host)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        _wait_gone(pid, timeout)
+    _reap_orphans(names, host)
+
+
+def kill(names: LabNames, host: str) -> None:
+    """A host crash: every process of the host killed at once, no shutdown."""
+    for pid in cgroup_pids(names, host):
+        _signal(pid, signal.SIGKILL)
+    _reap_orphans(names, host)
+
+
+def remove(names: LabNames, root: Path, host: str) -> None:
+    """Stop the host and delete its overlay and files (its network namespace belongs to lab.network)."""
+    stop(names, host)
+    d = state_dir(root, names.stack, host)
+    merged = d / "merged"
+    if os.path.ismount(merged):
+        subprocess.run(["umount", str(merged)], check=True)
+    shutil.rmtree(d, ignore_errors=True)
+    _pid_file(names, host).unlink(missing_ok=True)
+
+
+def _reap_orphans(names: LabNames, host: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while pids := cgroup_pids(names, host):
+        for pid in pids:
+            _signal(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise HostError(f"{host}: processes {pids} survive SIGKILL")
+        time.sleep(0.05)
+    for cg in _cgroups(names, host):
+        for sub in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            sub.rmdir()
+        if cg.is_dir():
+            cg.rmdir()
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+        time.sleep(0.05)
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def wait_ready(mgmt: list[str], host: str, address: str, timeout: float = 60.0) -> float:
+    """Poll until the host's sshd greets over the management path; returns the seconds it took."""
+    start = time.monotonic()
+    while True:
+        probe = subprocess.run(
+            [*mgmt, "nc", "-w", "1", address, "22"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=5,
+        )
+        if probe.stdout.startswith(b"SSH-"):
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise HostError(f"{host}: sshd at {address} did not answer within {timeout:.0f} s")
+        time.sleep(0.1)

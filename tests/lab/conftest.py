@@ -1,0 +1,93 @@
+"""The test suite's own lab stack (`labtest`), brought up once per session and destroyed at the end.
+
+If the lab cannot come up, every lab test fails with the reason: nothing is skipped. After the destroy, the
+session checks that no namespace, mount or host process of the stack is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hivestack.lab import hosts, network
+from hivestack.lab.names import LabNames
+from hivestack.topology import LoadedTopology, load_topology
+from tests.conftest import LAB_TOPOLOGY, ROOT
+
+STACK = "labtest"
+HIVESTACK = ROOT / ".venv" / "bin" / "hivestack"
+
+
+@dataclass
+class Lab:
+    stack: str
+    names: LabNames
+    topology: LoadedTopology
+    outputs: dict[str, Any]
+    ssh_config: Path
+
+    def mgmt(self) -> list[str]:
+        return network.mgmt_command(self.names)
+
+    def host_ns(self, host: str) -> str:
+        return self.names.host_ns(host)
+
+    def address(self, host: str) -> str:
+        return self.outputs["inventory"][host]["address"]
+
+    def hivestack(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(HIVESTACK), *args, "--stack", self.stack], capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            pytest.fail(f"hivestack {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr}")
+        return proc
+
+
+def leftovers(names: LabNames) -> dict[str, list[str]]:
+    """What of this stack exists on the machine: namespaces, mounts, host processes."""
+    lab_dir = str(ROOT / ".hivestack" / "lab" / names.stack)
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    return {
+        "namespaces": [ns for ns in network.list_lab_namespaces() if ns.startswith(names.tag)],
+        "mounts": [m for m in mounts if m.startswith(lab_dir)],
+        "host processes": [
+            pid
+            for base in hosts.CGROUP_ROOTS
+            for procs in (base / "hivestack" / names.tag).rglob("cgroup.procs")
+            for pid in procs.read_text().split()
+        ],
+    }
+
+
+def pulumi(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ROOT / "scripts" / "pulumi"), *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    names = LabNames(STACK)
+    before = leftovers(names)
+    up = subprocess.run([str(HIVESTACK), "lab", "up", "--stack", STACK], capture_output=True, text=True)
+    if up.returncode != 0:
+        pytest.fail(f"the lab could not come up (hivestack lab up --stack {STACK}):\n{up.stdout[-6000:]}\n{up.stderr}")
+    outputs = json.loads(pulumi("stack", "output", "--json", "--show-secrets", "--stack", STACK).stdout)
+    ssh_config = tmp_path_factory.mktemp("ssh") / "config"
+    ssh_config.write_text(
+        "Host *\n"
+        "  User root\n"
+        f"  IdentityFile {outputs['lab']['ssh_key_file']}\n"
+        f"  ProxyCommand ip netns exec {outputs['lab']['core_ns']} nc %h %p\n"
+        "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+    )
+    yield Lab(STACK, names, load_topology(LAB_TOPOLOGY), outputs, ssh_config)
+
+    down = subprocess.run([str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, text=True)
+    assert down.returncode == 0, f"lab down failed:\n{down.stdout[-4000:]}\n{down.stderr}"
+    assert leftovers(names) == before, "the destroy left things behind"
+    assert not os.path.exists(outputs["lab"]["ssh_key_file"])
