@@ -94,7 +94,7 @@ class LabHostProvider(ResourceProvider):
         if props["arch"] == "arm64":
             rootfs.ensure_arm64_emulation()
         base = rootfs.ensure_base(props["arch"])
-        net = ipaddress.IPv4Interface(f"{props['address']}/{props['prefixlen']}")
+        net = ipaddress.IPv4Interface(f"{props['address']}/{int(props['prefixlen'])}")  # numbers arrive as floats
         netns = network.attach_host(names, int(props["dc_index"]), props["name"], str(net.ip), net.network.prefixlen)
         spec = hosts.HostSpec(
             stack=props["stack"],
