@@ -82,6 +82,10 @@ def run_down(args: argparse.Namespace, out: Console, err: Console) -> int:
     if proc.returncode != 0:
         err.print(f"error: pulumi destroy failed (exit {proc.returncode}); `hivestack lab clean` removes leftovers")
         return CANNOT_RUN
+    # Whatever a failed create left that the state never knew of.
+    done = cleanup.clean(project.root(), args.stack)
+    if done.hosts or done.mounts or done.namespaces:
+        out.print(f"also removed leftovers: {done.hosts} {done.mounts} {done.namespaces}")
     return OK
 
 
@@ -126,7 +130,7 @@ def run_fault(args: argparse.Namespace, out: Console, err: Console) -> int:
         else:
             hosts.restart(names, root, target)
             address = project.stack_outputs(args.stack)["inventory"][target]["address"]
-            hosts.wait_ready(network.mgmt_command(names), target, address)
+            hosts.wait_ready(network.mgmt_command(names), names, target, address)
     out.print(f"{kind} {target}: done")
     return OK
 

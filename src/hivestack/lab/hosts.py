@@ -29,6 +29,10 @@ class HostError(RuntimeError):
     pass
 
 
+class HostDied(HostError):
+    pass
+
+
 @dataclass(frozen=True)
 class HostSpec:
     stack: str
@@ -178,10 +182,20 @@ def _boot(names: LabNames, root: Path, host: str) -> int:
             start_new_session=True,  # outlives the short-lived process that started it (a Pulumi provider)
             preexec_fn=enter_own_cgroup,
         )
+    _CHILDREN[proc.pid] = proc
     pid_file = _pid_file(names, host)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(str(proc.pid))
     return proc.pid
+
+
+# nspawn processes this process started: their exit status explains a host that died while booting.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def exit_status(pid: int) -> int | None:
+    proc = _CHILDREN.get(pid)
+    return proc.poll() if proc else None
 
 
 def stop(names: LabNames, host: str, timeout: float = 15.0) -> None:
@@ -240,9 +254,12 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def wait_ready(mgmt: list[str], host: str, address: str, timeout: float = 60.0) -> float:
-    """Poll until the host's sshd greets over the management path; returns the seconds it took."""
+def wait_ready(mgmt: list[str], names: LabNames, host: str, address: str, timeout: float = 90.0) -> float:
+    """Poll until the host's sshd greets over the management path; returns the seconds it took.
+
+    Raises HostDied at once if the host's nspawn process exits meanwhile."""
     start = time.monotonic()
+    pid = nspawn_pid(names, host)
     while True:
         probe = subprocess.run(
             [*mgmt, "nc", "-w", "1", address, "22"],
@@ -252,6 +269,9 @@ def wait_ready(mgmt: list[str], host: str, address: str, timeout: float = 60.0) 
         )
         if probe.stdout.startswith(b"SSH-"):
             return time.monotonic() - start
+        if pid is None or nspawn_pid(names, host) != pid:
+            status = exit_status(pid) if pid else None
+            raise HostDied(f"{host}: its nspawn process exited while booting (exit status {status})")
         if time.monotonic() - start > timeout:
             raise HostError(f"{host}: sshd at {address} did not answer within {timeout:.0f} s")
         time.sleep(0.1)

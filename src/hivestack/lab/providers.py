@@ -106,12 +106,29 @@ class LabHostProvider(ResourceProvider):
             arch=props["arch"],
             facts={"stack": props["stack"], "dc": props["dc"], "pool": props["pool"], "arch": props["arch"]},
         )
-        hosts.start(spec, Path(props["root"]))
-        ready = hosts.wait_ready(network.mgmt_command(names), props["name"], props["address"])
+        root = Path(props["root"])
+        # Nothing of this host can be live: the state does not know it. Stop leftovers of a failed create.
+        hosts.stop(names, props["name"])
+        ready = self._boot(spec, root)
         return CreateResult(
             id_=f"{names.tag}/{props['name']}",
             outs={**props, "netns": netns, "base": str(base), "boot_seconds": round(ready, 2)},
         )
+
+    @staticmethod
+    def _boot(spec: hosts.HostSpec, root: Path, attempts: int = 3) -> float:
+        """Boot and wait for sshd. A host whose nspawn dies while several boot at once is booted again."""
+        for attempt in range(1, attempts + 1):
+            hosts.start(spec, root)
+            try:
+                return hosts.wait_ready(network.mgmt_command(spec.names), spec.names, spec.name, spec.address)
+            except hosts.HostDied:
+                if attempt == attempts:
+                    raise
+            except hosts.HostError:
+                hosts.stop(spec.names, spec.name)  # a failed create leaves no process behind
+                raise
+        raise AssertionError("unreachable")
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         if not hosts.is_running(LabNames(props["stack"]), props["name"]):
