@@ -5,15 +5,17 @@ Every test runs against a state directory of its own (HIVESTACK_BACKEND_DIR), ne
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import INVALID_TOPOLOGIES, ROOT
+from tests.conftest import INVALID_TOPOLOGIES, LAB_TOPOLOGY, ROOT
 
 pytestmark = pytest.mark.engine
 PULUMI = ROOT / "scripts" / "pulumi"
@@ -62,50 +64,59 @@ def test_sample_preview_with_policy_pack_passes(engine: Engine):
     assert creates and int(creates.group(1).replace(",", "")) > 1000, out[-2000:]
 
 
+@contextlib.contextmanager
+def temporary_stack(engine: Engine, topology: Path) -> Iterator[str]:
+    """A stack of the test's own on the baremetal backend (declarations only, nothing made on this machine).
+
+    Pulumi keeps a stack's settings (and its passphrase salt) in stacks/; the test's own file goes away after.
+    """
+    stack = f"test-engine-{os.getpid()}"
+    config = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+    config.write_text(f"config:\n  hivestack:topology: {topology}\n  hivestack:hostBackend: baremetal\n")
+    try:
+        engine.stack(stack)
+        yield stack
+    finally:
+        config.unlink()
+
+
 @pytest.mark.parametrize(
     ("case", "policy"),
     [("23-etcd-majority-in-one-dc", "quorum-no-dc-majority"), ("22-too-few-dcs-for-cell", "cell-spans-three-dcs")],
 )
 def test_unsurvivable_preview_fails_and_names_the_policy(engine: Engine, case: str, policy: str):
     topology = next(p for p in INVALID_TOPOLOGIES if p.stem == case)
-    stack = f"test-unsurvivable-{os.getpid()}"
-    # Pulumi keeps a stack's settings (and its passphrase salt) in stacks/; the test's own file goes away after.
-    config = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
-    config.write_text(f"config:\n  hivestack:topology: {topology}\n  hivestack:hostBackend: baremetal\n")
-    try:
-        engine.stack(stack)
+    with temporary_stack(engine, topology) as stack:
         proc = engine.run("preview", "--stack", stack, "--policy-pack", "policies", ok=False)
-    finally:
-        config.unlink()
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert policy in output and "mandatory" in output, output[-4000:]
 
 
-def test_lab_up_secrets_idempotence_and_destroy(engine: Engine):
-    engine.stack("lab")
-    engine.run("up", "--yes", "--stack", "lab", "--policy-pack", "policies")
-    # A second run with no change changes nothing.
-    engine.run("preview", "--stack", "lab", "--expect-no-changes", "--policy-pack", "policies")
+def test_up_secrets_idempotence_and_destroy(engine: Engine):
+    with temporary_stack(engine, LAB_TOPOLOGY) as stack:
+        engine.run("up", "--yes", "--stack", stack, "--policy-pack", "policies")
+        # A second run with no change changes nothing.
+        engine.run("preview", "--stack", stack, "--expect-no-changes", "--policy-pack", "policies")
 
-    state = json.loads(engine.run("stack", "export", "--stack", "lab").stdout)
-    resources = state["deployment"]["resources"]
-    secrets = [r for r in resources if r["type"] == "pulumi-python:dynamic:Resource"]
-    assert len(secrets) == 1 + 3 * 3
-    for r in secrets:
-        # Stored encrypted: the secret signature with ciphertext, never the plaintext value.
-        assert set(r["outputs"]["secret"]) == {"4dabf18193072939515e22adb298388d", "ciphertext"}, r["outputs"]
-    outputs = json.loads(engine.run("stack", "output", "--stack", "lab", "--json").stdout)
-    assert sorted(outputs["inventory"]) == [
-        "a-db-1",
-        "a-edge-1",
-        "b-db-1",
-        "b-edge-1",
-        "c-db-1",
-        "c-edge-1",
-        "c-worker-1",
-    ]
+        state = json.loads(engine.run("stack", "export", "--stack", stack).stdout)
+        resources = state["deployment"]["resources"]
+        secrets = [r for r in resources if "purpose" in r.get("outputs", {})]
+        assert len(secrets) == 1 + 3 * 3
+        for r in secrets:
+            # Stored encrypted: the secret signature with ciphertext, never the plaintext value.
+            assert set(r["outputs"]["secret"]) == {"4dabf18193072939515e22adb298388d", "ciphertext"}, r["outputs"]
+        outputs = json.loads(engine.run("stack", "output", "--stack", stack, "--json").stdout)
+        assert sorted(outputs["inventory"]) == [
+            "a-db-1",
+            "a-edge-1",
+            "b-db-1",
+            "b-edge-1",
+            "c-db-1",
+            "c-edge-1",
+            "c-worker-1",
+        ]
 
-    engine.run("destroy", "--yes", "--stack", "lab")
-    state = json.loads(engine.run("stack", "export", "--stack", "lab").stdout)
-    assert not state["deployment"].get("resources")
+        engine.run("destroy", "--yes", "--stack", stack)
+        state = json.loads(engine.run("stack", "export", "--stack", stack).stdout)
+        assert not state["deployment"].get("resources")

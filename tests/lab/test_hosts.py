@@ -67,3 +67,24 @@ def test_inventory_groups_and_ansible_ping(lab, root):
     )
     assert ping.returncode == 0, ping.stdout + ping.stderr
     assert ping.stdout.count("SUCCESS") == len(HOSTS)
+
+
+def test_nothing_routes_to_the_outside_world(lab):
+    """Checked on the routing tables, without sending traffic anywhere: the core has no default route, and
+    the root namespace has no route into the lab (management goes through the core namespace)."""
+    import subprocess
+
+    core_default = subprocess.run(
+        ["ip", "-n", lab.names.core_ns, "route", "show", "default"], capture_output=True, text=True, check=True
+    )
+    assert core_default.stdout.strip() == ""
+    root_routes = subprocess.run(["ip", "route", "show"], capture_output=True, text=True, check=True).stdout
+    for dc in lab.topology.topology.datacenters:
+        assert str(dc.subnet) not in root_routes
+
+
+def test_apt_works_through_the_proxy(remote):
+    host = remote["a-edge-1"]
+    assert "100.64.0.1:3142" in host.file("/etc/apt/apt.conf.d/01hivestack-proxy").content_string
+    update = host.run("apt-get -q update")
+    assert update.rc == 0, update.stderr

@@ -4,13 +4,14 @@ names carry the lab prefix, and processes recorded in /run/hivestack/<tag>."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hivestack.lab import hosts, network
-from hivestack.lab.names import RUN_ROOT, LabNames
+from hivestack.lab.names import RUN_ROOT, LabNames, tag_pattern
 
 
 @dataclass
@@ -20,16 +21,23 @@ class Cleaned:
     namespaces: list[str] = field(default_factory=list)
 
 
-def known_stacks() -> list[str]:
-    return sorted(p.read_text() for p in RUN_ROOT.glob("*/stack"))
+def known_labs() -> list[LabNames]:
+    """Every lab this machine has traces of (any clone), by tag: run directories, host cgroups, namespaces."""
+    tags = {p.name for p in RUN_ROOT.glob("*")}
+    tags |= {p.name for base in hosts.CGROUP_ROOTS for p in (base / "hivestack").glob("*")}
+    tags |= {ns.split("-", 1)[0] for ns in network.list_lab_namespaces()}
+    labs = []
+    for tag in sorted(t for t in tags if re.fullmatch(tag_pattern(), t)):
+        stack_file = RUN_ROOT / tag / "stack"
+        labs.append(LabNames(stack_file.read_text() if stack_file.exists() else tag, fixed_tag=tag))
+    return labs
 
 
 def clean(root: Path, stack: str | None = None) -> Cleaned:
-    """Clean one stack, or (stack None) every lab stack this machine has traces of."""
+    """Clean one stack of this checkout, or (stack None) every lab this machine has traces of."""
     done = Cleaned()
-    stacks = [stack] if stack else known_stacks()
-    for name in stacks:
-        names = LabNames(name)
+    for names in [LabNames(stack)] if stack else known_labs():
+        name = names.stack
         for base in hosts.CGROUP_ROOTS:
             for cg in sorted((base / "hivestack" / names.tag).glob("*")):
                 if cg.is_dir():
@@ -38,8 +46,9 @@ def clean(root: Path, stack: str | None = None) -> Cleaned:
         network.delete_network(names)
         shutil.rmtree(names.run_dir, ignore_errors=True)
     lab_dir = (root / ".hivestack" / "lab").resolve()
-    scope = lab_dir / stack if stack else lab_dir
-    for mount in _mounts_under(scope):
+    # One stack: this checkout's overlays of it. All: host overlays of any checkout.
+    pattern = rf"{re.escape(str(lab_dir / stack))}/.*" if stack else r".*/\.hivestack/lab/[^/]+/hosts/[^/]+/merged"
+    for mount in _mounts_matching(pattern):
         subprocess.run(["umount", "--lazy", mount], check=False)
         done.mounts.append(mount)
     if stack is None:
@@ -55,6 +64,6 @@ def clean(root: Path, stack: str | None = None) -> Cleaned:
     return done
 
 
-def _mounts_under(path: Path) -> list[str]:
+def _mounts_matching(pattern: str) -> list[str]:
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    return sorted((m for m in mounts if m.startswith(f"{path}/")), reverse=True)
+    return sorted((m for m in mounts if re.fullmatch(pattern, m)), reverse=True)
