@@ -88,3 +88,19 @@ def test_apt_works_through_the_proxy(remote):
     assert "100.64.0.1:3142" in host.file("/etc/apt/apt.conf.d/01hivestack-proxy").content_string
     update = host.run("apt-get -q update")
     assert update.rc == 0, update.stderr
+
+
+def test_wheelhouse_is_the_hosts_pypi(remote, tmp_path):
+    from hivestack.lab.network import WHEELHOUSE
+
+    probe = WHEELHOUSE / f"hivestack_probe-0.0.{tmp_path.name[-6:].replace('-', '')}-py3-none-any.whl"
+    probe.write_bytes(b"")
+    try:
+        host = remote["b-db-1"]
+        assert "find-links = http://100.64.0.1:3141/" in host.file("/etc/pip.conf").content_string
+        listing = host.check_output(
+            "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://100.64.0.1:3141/').read().decode())\""
+        )
+        assert probe.name in listing
+    finally:
+        probe.unlink()

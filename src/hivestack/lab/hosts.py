@@ -23,6 +23,7 @@ CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd"))
 # Inside lab hosts the open-files limit cannot be raised past this (no CAP_SYS_RESOURCE here); say so explicitly.
 NOFILE_LIMIT = 20_000
 APT_PROXY = "http://100.64.0.1:3142"
+WHEELS = "http://100.64.0.1:3141/"
 
 
 class HostError(RuntimeError):
@@ -114,6 +115,8 @@ def _personalize(spec: HostSpec, merged: Path) -> None:
     (etc / "hivestack").mkdir(exist_ok=True)
     (etc / "hivestack" / "host.json").write_text(json.dumps({"name": spec.name, **spec.facts}, indent=1) + "\n")
     (etc / "apt" / "apt.conf.d" / "01hivestack-proxy").write_text(f'Acquire::http::Proxy "{APT_PROXY}";\n')
+    # PyPI for hosts: wheels built on this machine, as production installs from an internal index.
+    (etc / "pip.conf").write_text(f"[global]\nno-index = true\nfind-links = {WHEELS}\ntrusted-host = 100.64.0.1\n")
 
 
 def start(spec: HostSpec, root: Path) -> int:

@@ -27,6 +27,8 @@ from hivestack.lab.names import NETNS_PREFIX, RUN_ROOT, LabNames
 
 MGMT_ADDRESS = "100.64.0.1"  # where management (SSH, Ansible) and the apt proxy come from, as hosts see it
 APT_PROXY_PORT = 3142
+WHEEL_PORT = 3141  # the hosts' PyPI: wheels built on this machine (`pip wheel -w WHEELHOUSE ...`), served flat
+WHEELHOUSE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hivestack" / "wheels"
 UPLINK = "uplink"  # a router's interface towards the core
 BRIDGE = "br0"
 DELAY_CHAIN = "HSDELAY"
@@ -38,6 +40,7 @@ _NETNS_DIR = Path("/run/netns")
 # A stack's namespaces start with its tag (LabNames.tag: the prefix and hex digits), then "-".
 _LAB_NETNS = re.compile(re.escape(NETNS_PREFIX) + f"[0-9a-f]{{{len(LabNames('').tag) - len(NETNS_PREFIX)}}}-")
 _APT_DIR = RUN_ROOT / "apt-cacher-ng"
+_WHEEL_DIR = RUN_ROOT / "wheels"
 _DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 _STOP_TIMEOUT_S = 3.0
 _START_TIMEOUT_S = 10.0
@@ -95,7 +98,9 @@ def create_network(names: LabNames, dcs: list[DcSpec], latency: bool) -> None:
     )
     set_latency(names, latency)
     ensure_apt_proxy()
-    _start_apt_bridge(names)
+    ensure_wheel_server()
+    _start_bridge(names, "apt", APT_PROXY_PORT)
+    _start_bridge(names, "wheels", WHEEL_PORT)
 
 
 def delete_network(names: LabNames) -> None:
@@ -235,6 +240,16 @@ def ensure_apt_proxy() -> None:
     )
 
 
+def ensure_wheel_server() -> None:
+    """Serve the wheelhouse once for all stacks on 127.0.0.1:3141; hosts use it as pip's only index (find-links)."""
+    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+    _WHEEL_DIR.mkdir(parents=True, exist_ok=True)
+    if _recorded_pid(_WHEEL_DIR / "http.pid") is None and _port_open("127.0.0.1", WHEEL_PORT):
+        raise RuntimeError(f"127.0.0.1:{WHEEL_PORT} is taken by a process that is not the lab's wheel server")
+    argv = [sys.executable, "-m", "http.server", str(WHEEL_PORT), "--bind", "127.0.0.1", "--directory", str(WHEELHOUSE)]
+    _start(_WHEEL_DIR, "http", argv, ready=lambda _: _port_open("127.0.0.1", WHEEL_PORT))
+
+
 def stop_apt_proxy() -> None:
     _stop(_APT_DIR / "apt-cacher-ng.pid")
 
@@ -271,15 +286,21 @@ def _acng_config(cache: Path) -> str:
     )
 
 
-def _start_apt_bridge(names: LabNames) -> None:
+def _start_bridge(names: LabNames, label: str, port: int) -> None:
+    """Make 127.0.0.1:port of this machine answer at MGMT_ADDRESS:port in the stack's core namespace.
+
+    The core cannot reach this machine's loopback; a UNIX socket crosses namespaces."""
     state = _state_dir(names)
-    sock = state / "apt.sock"
-    upstream = f"TCP:127.0.0.1:{APT_PROXY_PORT}"
+    sock = state / f"{label}.sock"
+    upstream = f"TCP:127.0.0.1:{port}"
     _start(
-        state, "apt-root", ["socat", f"UNIX-LISTEN:{sock},fork,unlink-early", upstream], ready=lambda _: sock.exists()
+        state,
+        f"{label}-root",
+        ["socat", f"UNIX-LISTEN:{sock},fork,unlink-early", upstream],
+        ready=lambda _: sock.exists(),
     )
-    listen = f"TCP-LISTEN:{APT_PROXY_PORT},bind={MGMT_ADDRESS},fork,reuseaddr"
-    _start(state, "apt-core", ["socat", listen, f"UNIX-CONNECT:{sock}"], names.core_ns)
+    listen = f"TCP-LISTEN:{port},bind={MGMT_ADDRESS},fork,reuseaddr"
+    _start(state, f"{label}-core", ["socat", listen, f"UNIX-CONNECT:{sock}"], names.core_ns)
 
 
 def _start(
