@@ -32,6 +32,7 @@ class Lab:
     topology: LoadedTopology
     outputs: dict[str, Any]
     ssh_config: Path
+    hivestack_root: Path = ROOT
 
     def mgmt(self) -> list[str]:
         return network.mgmt_command(self.names)
