@@ -1,6 +1,7 @@
 """`hivestack lab clean`: remove what a crashed or interrupted lab run left behind, found by name, never by a
 broad process match: host cgroups under hivestack/<tag>, overlay mounts under .hivestack/lab, namespaces whose
-names carry the lab prefix, and processes recorded in /run/hivestack/<tag>."""
+names carry the lab prefix, and processes recorded in /run/hivestack/<tag>; with --all also the apt proxy and
+wheel server that every stack shares."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def clean(root: Path, stack: str | None = None) -> Cleaned:
         subprocess.run(["umount", "--lazy", mount], check=False)
         done.mounts.append(mount)
     if stack is None:
+        network.stop_shared_services()
         # Namespaces of stacks whose registry is gone too (e.g. after `rm -rf /run/hivestack`).
         for ns in network.list_lab_namespaces():
             subprocess.run(["ip", "netns", "delete", ns], check=False)

@@ -250,8 +250,10 @@ def ensure_wheel_server() -> None:
     _start(_WHEEL_DIR, "http", argv, ready=lambda _: _port_open("127.0.0.1", WHEEL_PORT))
 
 
-def stop_apt_proxy() -> None:
+def stop_shared_services() -> None:
+    """Stop the apt proxy and the wheel server every stack shares (their caches stay)."""
     _stop(_APT_DIR / "apt-cacher-ng.pid")
+    _stop(_WHEEL_DIR / "http.pid")
 
 
 def _acng_config(cache: Path) -> str:
