@@ -23,6 +23,15 @@ CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd"))
 # Inside lab hosts the open-files limit cannot be raised past this (no CAP_SYS_RESOURCE here); say so explicitly.
 NOFILE_LIMIT = 20_000
 APT_PROXY = "http://100.64.0.1:3142"
+EMULATED_MASKS = ("console-getty.service", "dbus.service", "dbus.socket", "systemd-logind.service", "ssh.service")
+# An emulated host runs sshd per connection (inetd style) instead of an idle daemon under qemu.
+SSHD_PER_CONNECTION = {
+    "hivestack-sshd.socket": "[Socket]\nListenStream=22\nAccept=yes\n\n[Install]\nWantedBy=sockets.target\n",
+    "hivestack-sshd@.service": (
+        "[Service]\nRuntimeDirectory=sshd\nRuntimeDirectoryPreserve=yes\n"
+        "ExecStartPre=/usr/bin/ssh-keygen -A\nExecStart=-/usr/sbin/sshd -i\nStandardInput=socket\n"
+    ),
+}
 WHEELS = "http://100.64.0.1:3141/"
 
 
@@ -112,6 +121,21 @@ def _personalize(spec: HostSpec, merged: Path) -> None:
     keys = ssh / "authorized_keys"
     keys.write_text(spec.authorized_key.strip() + "\n")
     keys.chmod(0o600)
+    # Under qemu-user every process carries its own emulator (~10 MB): an emulated host keeps only what a
+    # server managed over SSH needs (no console login, no D-Bus/logind sessions).
+    masked = EMULATED_MASKS if spec.arch == "arm64" else ("console-getty.service",)
+    for unit in masked:
+        link = etc / "systemd" / "system" / unit
+        if not link.is_symlink():
+            link.unlink(missing_ok=True)
+            link.symlink_to("/dev/null")
+    if spec.arch == "arm64":
+        for unit, text in SSHD_PER_CONNECTION.items():
+            (etc / "systemd" / "system" / unit).write_text(text)
+        wants = etc / "systemd" / "system" / "sockets.target.wants"
+        wants.mkdir(exist_ok=True)
+        if not (wants / "hivestack-sshd.socket").is_symlink():
+            (wants / "hivestack-sshd.socket").symlink_to("/etc/systemd/system/hivestack-sshd.socket")
     (etc / "hivestack").mkdir(exist_ok=True)
     (etc / "hivestack" / "host.json").write_text(json.dumps({"name": spec.name, **spec.facts}, indent=1) + "\n")
     (etc / "apt" / "apt.conf.d" / "01hivestack-proxy").write_text(f'Acquire::http::Proxy "{APT_PROXY}";\n')
