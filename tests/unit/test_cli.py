@@ -42,3 +42,15 @@ def test_usage_error_exits_2():
     with pytest.raises(SystemExit) as e:
         main(["topology", "validate", "--wrong-flag", str(LAB_TOPOLOGY)])
     assert e.value.code == 2
+
+
+def test_lab_verbs_refuse_an_unknown_stack(capsys):
+    assert main(["lab", "status", "--stack", "no-such-stack"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-stack" in err and "no such stack" in err and "known:" in err
+
+
+def test_lab_fault_needs_a_running_lab(capsys):
+    # The developer's stack name with a random suffix: never up on this machine.
+    assert main(["lab", "fault", "cut", "dc-a", "--stack", "lab-never-up"]) == 2
+    assert "is not up" in capsys.readouterr().err
