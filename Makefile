@@ -11,7 +11,8 @@ down: setup
 	.venv/bin/hivestack lab down
 
 preview: setup
-	scripts/stack preview sample-sz
+	scripts/pulumi stack select --create --secrets-provider passphrase sample-sz
+	scripts/pulumi preview --policy-pack policies --stack sample-sz
 
 test: setup
 	scripts/run-tests

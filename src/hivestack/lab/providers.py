@@ -31,7 +31,6 @@ class LabNetworkProvider(ResourceProvider):
         names = LabNames(props["stack"])
         names.run_dir.mkdir(parents=True, exist_ok=True)
         (names.run_dir / "stack").write_text(props["stack"])  # lets `lab clean --all` name what it finds
-        network.ensure_apt_proxy()
         network.create_network(names, _dcs(props), latency=bool(props["latency"]))
         return CreateResult(id_=names.tag, outs={**props, "core_ns": names.core_ns, "mgmt": network.MGMT_ADDRESS})
 

@@ -17,7 +17,6 @@ class Host:
     name: str
     dc: str
     pool: str
-    index: int
     roles: tuple[Role, ...]
     arch: Arch
     cpu: int
@@ -50,9 +49,6 @@ class Placement:
     def by_role(self, role: Role) -> list[Host]:
         return [h for h in self.hosts if role in h.roles]
 
-    def in_dc(self, dc: str) -> list[Host]:
-        return [h for h in self.hosts if h.dc == dc]
-
 
 def place(topology: Topology) -> Placement:
     """Expand pools into hosts and put each cell's database members on the db hosts of their DCs."""
@@ -72,7 +68,6 @@ def place(topology: Topology) -> Placement:
                     name=f"{pool.name}-{n}",
                     dc=dc.name,
                     pool=pool.name,
-                    index=n,
                     roles=tuple(pool.roles),
                     arch=pool.arch,
                     cpu=pool.cpu,
