@@ -195,19 +195,17 @@ def _boot(names: LabNames, root: Path, host: str) -> int:
         # (rescue). Asking for SIGRTMIN+5 makes the emulated systemd see SIGRTMIN+3.
         command.append("--kill-signal=SIGRTMIN+5")
 
-    def enter_own_cgroup() -> None:
-        # Runs in the child between fork and exec: nspawn starts inside the host's own cgroups.
-        for cg in cgroups:
-            (cg / "cgroup.procs").write_text(str(os.getpid()))
-
+    # nspawn must start inside the host's own cgroups: a shell moves itself there, then becomes nspawn. Not a
+    # Python preexec_fn: the caller is a multi-threaded gRPC server (a Pulumi provider), where code run between
+    # fork and exec can deadlock, and the host then never boots.
+    enter = "; ".join(f'echo $$ > "{cg / "cgroup.procs"}"' for cg in cgroups)
     with (d / "console.log").open("ab") as out:
         proc = subprocess.Popen(
-            command,
+            ["/bin/sh", "-c", f'{enter}; exec "$@"', "sh", *command],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # outlives the short-lived process that started it (a Pulumi provider)
-            preexec_fn=enter_own_cgroup,
         )
     _CHILDREN[proc.pid] = proc
     pid_file = _pid_file(names, host)
@@ -218,11 +216,6 @@ def _boot(names: LabNames, root: Path, host: str) -> int:
 
 # nspawn processes this process started: their exit status explains a host that died while booting.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def exit_status(pid: int) -> int | None:
-    proc = _CHILDREN.get(pid)
-    return proc.poll() if proc else None
 
 
 def stop(names: LabNames, host: str, timeout: float = 15.0) -> None:
@@ -286,7 +279,6 @@ def wait_ready(mgmt: list[str], names: LabNames, host: str, address: str, timeou
 
     Raises HostDied at once if the host's nspawn process exits meanwhile."""
     start = time.monotonic()
-    pid = nspawn_pid(names, host)
     while True:
         probe = subprocess.run(
             [*mgmt, "nc", "-w", "1", address, "22"],
@@ -296,9 +288,21 @@ def wait_ready(mgmt: list[str], names: LabNames, host: str, address: str, timeou
         )
         if probe.stdout.startswith(b"SSH-"):
             return time.monotonic() - start
-        if pid is None or nspawn_pid(names, host) != pid:
-            status = exit_status(pid) if pid else None
+        alive, status = _started_process_state(names, host)
+        if not alive:
             raise HostDied(f"{host}: its nspawn process exited while booting (exit status {status})")
         if time.monotonic() - start > timeout:
             raise HostError(f"{host}: sshd at {address} did not answer within {timeout:.0f} s")
         time.sleep(0.1)
+
+
+def _started_process_state(names: LabNames, host: str) -> tuple[bool, int | None]:
+    """Whether the host's recorded process lives, and its exit status when this process started it."""
+    try:
+        pid = int(_pid_file(names, host).read_text())
+    except (OSError, ValueError):
+        return False, None
+    proc = _CHILDREN.get(pid)
+    if proc is not None:
+        return proc.poll() is None, proc.returncode
+    return nspawn_pid(names, host) is not None, None
