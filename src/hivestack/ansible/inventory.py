@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import platform
 import re
 from typing import Any
 
+from hivestack.ansible.platform_vars import firewall_allow, platform_vars
 from hivestack.topology import LoadedTopology
 
 
@@ -40,6 +42,10 @@ def build(loaded: LoadedTopology, stack_outputs: dict[str, Any]) -> dict[str, An
             "hivestack_cells": list(host.cells),
             "hivestack_labels": host.labels(topology.city),
             "hivestack_remote_dc": topology.datacenter(host.dc).remote,
+            "hivestack_firewall_allow": firewall_allow(loaded, host),
+            "hivestack_lab": bool(lab),
+            # A lab host of another architecture runs under qemu-user (see hivestack.lab.rootfs).
+            "hivestack_emulated": bool(lab) and host.arch.machine != platform.machine(),
         }
         if lab:
             # The lab's hosts are only reachable from inside the stack's core namespace (no root-namespace routes,
@@ -53,5 +59,5 @@ def build(loaded: LoadedTopology, stack_outputs: dict[str, Any]) -> dict[str, An
     for name, members in sorted(groups.items()):
         inventory[name] = {"hosts": sorted(members)}
         inventory["all"]["children"].append(name)
-    inventory["all"]["vars"] = {"hivestack_topology": topology.name, "hivestack_city": topology.city}
+    inventory["all"]["vars"] = platform_vars(loaded)
     return inventory

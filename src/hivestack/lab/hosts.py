@@ -187,6 +187,8 @@ def _boot(names: LabNames, root: Path, host: str) -> int:
         f"--network-namespace-path=/run/netns/{(d / 'netns').read_text()}",
         f"--rlimit=RLIMIT_NOFILE={NOFILE_LIMIT}",
         "--console=passive",
+        # A host owns its network namespace as a server owns its NICs: the common role's firewall needs this.
+        "--capability=CAP_NET_ADMIN",
         # The machine's resolver is unreachable from hosts: keep the base's empty resolv.conf.
         "--resolv-conf=off",
     ]

@@ -130,7 +130,8 @@ class Cell(Strict):
 
 class Routing(Strict):
     key: RoutingKey = RoutingKey.customer_id
-    space: int = Field(gt=0, description="routing keys run from 0 to space - 1")
+    # Gateways look customers up in an IPv4-keyed map (a range is a few CIDR prefixes): keys fit in 32 bits.
+    space: int = Field(gt=0, le=2**32, description="routing keys run from 0 to space - 1")
 
 
 class Currency(StrEnum):
@@ -147,7 +148,7 @@ class Topology(Strict):
     capacity: Capacity = Field(default_factory=Capacity)
     routing: Routing
     datacenters: list[DataCenter] = Field(min_length=1)
-    cells: list[Cell] = Field(min_length=1)
+    cells: list[Cell] = Field(min_length=1, max_length=100)  # ports.MAX_CELLS: per-cell port blocks
 
     @model_validator(mode="after")
     def _names_and_references(self) -> Self:

@@ -1,6 +1,8 @@
 """Which roles listen on which ports, and which roles may reach them: the least-privilege matrix.
 
 Firewall rules (components), the `common` role's allow lists and the policy pack all derive from this table.
+A service marked `per_cell` has one port per cell: its base port plus CELL_PORT_STRIDE times the cell's position
+in the topology, because one database host holds members of several cells (and one gateway fronts them all).
 """
 
 from __future__ import annotations
@@ -8,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hivestack.topology.model import Role
+
+CELL_PORT_STRIDE = 10
+# Ten ports per cell keep every per-cell block below apart from the others (distinct last digits) and from the
+# fixed ports; MAX_CELLS bounds the blocks so they never reach the next service's range.
+MAX_CELLS = 100
 
 
 @dataclass(frozen=True)
@@ -18,21 +25,34 @@ class Service:
     clients: frozenset[Role]  # roles allowed to connect; empty with `public` for client-facing services
     public: bool = False  # reachable from customers' networks (only the gateways' front door)
     sensitive: bool = False  # a data or coordination port: never exposed beyond its roles
+    per_cell: bool = False  # one port per cell: port + CELL_PORT_STRIDE * cell index
+
+    def port_of(self, cell_index: int) -> int:
+        return self.port + CELL_PORT_STRIDE * cell_index if self.per_cell else self.port
 
 
 SERVICES: tuple[Service, ...] = (
     Service("etcd-client", 2379, Role.etcd, frozenset({Role.etcd, Role.gateway, Role.k8s_control}), sensitive=True),
     Service("etcd-peer", 2380, Role.etcd, frozenset({Role.etcd}), sensitive=True),
-    Service("mysql", 3306, Role.db, frozenset({Role.db, Role.gateway, Role.app}), sensitive=True),
-    Service("galera-replication", 4567, Role.db, frozenset({Role.db}), sensitive=True),
-    Service("galera-ist", 4568, Role.db, frozenset({Role.db}), sensitive=True),
-    Service("galera-sst", 4444, Role.db, frozenset({Role.db}), sensitive=True),
-    Service("db-health", 9200, Role.db, frozenset({Role.gateway}), sensitive=True),
+    # Applications reach a cell's database only through the gateways (which follow its writer).
+    Service("mysql", 3306, Role.db, frozenset({Role.db, Role.gateway}), sensitive=True, per_cell=True),
+    Service("galera-replication", 4567, Role.db, frozenset({Role.db}), sensitive=True, per_cell=True),
+    Service("galera-ist", 4568, Role.db, frozenset({Role.db}), sensitive=True, per_cell=True),
+    Service("galera-sst", 4444, Role.db, frozenset({Role.db}), sensitive=True, per_cell=True),
+    Service("db-health", 9200, Role.db, frozenset({Role.gateway}), sensitive=True, per_cell=True),
+    Service("gateway-db", 6032, Role.gateway, frozenset({Role.app}), sensitive=True, per_cell=True),
     Service("gateway-http", 8080, Role.gateway, frozenset(), public=True),
-    Service("ledger-http", 8081, Role.app, frozenset({Role.gateway})),
+    Service("ledger-http", 8100, Role.app, frozenset({Role.gateway}), per_cell=True),
     Service("kube-apiserver", 6443, Role.k8s_control, frozenset({Role.k8s_control, Role.k8s_worker, Role.gateway})),
 )
+
+BY_NAME: dict[str, Service] = {s.name: s for s in SERVICES}
 
 
 def sensitive_ports() -> dict[int, Service]:
     return {s.port: s for s in SERVICES if s.sensitive}
+
+
+def cell_ports(cell_index: int) -> dict[str, int]:
+    """Every per-cell port of one cell, keyed by service name."""
+    return {s.name: s.port_of(cell_index) for s in SERVICES if s.per_cell}

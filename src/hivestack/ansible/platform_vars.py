@@ -1,0 +1,76 @@
+"""Variables the playbooks read, derived from the topology: cells with their members and ports, the quorum
+members, and each host's firewall allow list. The roles' `meta/argument_specs.yml` describe the same shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hivestack.topology import LoadedTopology
+from hivestack.topology.model import Role
+from hivestack.topology.placement import Host
+from hivestack.topology.ports import SERVICES, cell_ports
+
+# The database engine behind the seam (src/hivestack/engines); one per platform for now.
+DB_ENGINE = "galera"
+
+
+def _endpoint(host: Host) -> dict[str, str]:
+    return {"name": host.name, "dc": host.dc, "address": str(host.address)}
+
+
+def platform_vars(loaded: LoadedTopology) -> dict[str, Any]:
+    topology, placement = loaded.topology, loaded.placement
+    address = {h.name: str(h.address) for h in placement.hosts}
+    same_city = [h for h in placement.hosts if not topology.datacenter(h.dc).remote]
+    return {
+        "hivestack_topology": topology.name,
+        "hivestack_city": topology.city,
+        "hivestack_db_engine": DB_ENGINE,
+        "hivestack_all_cells": [
+            {
+                "name": cell.name,
+                "index": index,
+                "home": cell.home,
+                "range_start": cell.range.start,
+                "range_end": cell.range.end,
+                "members": [
+                    {"host": m.host, "dc": m.dc, "address": address[m.host], "order": m.order}
+                    for m in sorted(placement.cell_members[cell.name], key=lambda m: m.order)
+                ],
+                "ports": cell_ports(index),
+            }
+            for index, cell in enumerate(topology.cells)
+        ],
+        "hivestack_etcd_members": [_endpoint(h) for h in same_city if Role.etcd in h.roles],
+        "hivestack_gateways": [_endpoint(h) for h in same_city if Role.gateway in h.roles],
+        "hivestack_apps": [_endpoint(h) for h in same_city if Role.app in h.roles],
+    }
+
+
+def firewall_allow(loaded: LoadedTopology, host: Host) -> list[dict[str, Any]]:
+    """What this host accepts beyond SSH and ICMP: one entry per service it runs, with the client addresses."""
+    hosts = loaded.placement.hosts
+    cell_index = {c.name: i for i, c in enumerate(loaded.topology.cells)}
+    allow = []
+    for service in SERVICES:
+        if service.role not in host.roles:
+            continue
+        if not service.per_cell:
+            ports = [service.port]
+        elif service.role is Role.db:
+            ports = [service.port_of(cell_index[c]) for c in host.cells]  # only the cells this host holds
+        else:
+            ports = [service.port_of(i) for i in cell_index.values()]
+        if not ports:
+            continue
+        sources = (
+            ["0.0.0.0/0"]
+            if service.public
+            else sorted({str(h.address) for h in hosts if service.clients & set(h.roles)}, key=_address_key)
+        )
+        allow.append({"service": service.name, "ports": ports, "sources": sources})
+    return allow
+
+
+def _address_key(address: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in address.split("."))
