@@ -1,0 +1,75 @@
+#!/usr/bin/python3
+"""Health endpoint of one Galera member: 200 only when it is safe to send it writes.
+
+Safe means Synced, in the primary component and ready. A plain MySQL handshake is not enough: a member that has
+lost quorum still completes it, and writes sent there fail or hang. A drain file (/run/hivestack/drain-CELL) makes
+the member refuse (503) so the gateways move the cell's writes to the next member before planned maintenance.
+"""
+
+import argparse
+import json
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pymysql
+
+STATUS_KEYS = ("wsrep_local_state_comment", "wsrep_cluster_status", "wsrep_ready", "wsrep_cluster_size")
+
+
+def member_status(socket_path: str) -> dict[str, str]:
+    connection = pymysql.connect(unix_socket=socket_path, user="hivestack", connect_timeout=1, read_timeout=1)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SHOW GLOBAL STATUS WHERE Variable_name IN (%s, %s, %s, %s)",
+                STATUS_KEYS,
+            )
+            return {name.lower(): value for name, value in cursor.fetchall()}
+    finally:
+        connection.close()
+
+
+def verdict(status: dict[str, str], draining: bool) -> tuple[bool, str]:
+    if status.get("wsrep_cluster_status") != "Primary":
+        return False, "not in the primary component"
+    if status.get("wsrep_local_state_comment") != "Synced":
+        return False, f"not synced ({status.get('wsrep_local_state_comment')})"
+    if status.get("wsrep_ready") != "ON":
+        return False, "not ready"
+    if draining:
+        return False, "draining"
+    return True, "safe to write"
+
+
+def make_handler(config: dict):
+    drain_file = f"/run/hivestack/drain-{config['cell']}"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            try:
+                status = member_status(config["socket"])
+                ok, reason = verdict(status, os.path.exists(drain_file))
+            except pymysql.MySQLError as e:
+                status, ok, reason = {}, False, f"database unreachable: {e.args[-1] if e.args else e}"
+            body = json.dumps({"cell": config["cell"], "safe_to_write": ok, "reason": reason, **status}).encode()
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass  # probed twice a second by every gateway
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True)
+    config = json.load(open(parser.parse_args().config))
+    ThreadingHTTPServer(("0.0.0.0", int(config["port"])), make_handler(config)).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
