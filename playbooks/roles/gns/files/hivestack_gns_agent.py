@@ -104,6 +104,8 @@ class ConfigError(ValueError):
 class Config:
     etcd_endpoints: tuple[str, ...]
     ca_file: str | None
+    cert_file: str | None  # client certificate: etcd checks one when it trusts a CA
+    key_file: str | None
     user: str | None
     password_file: str | None
     prefix: str
@@ -163,6 +165,8 @@ def parse_config(raw: Any) -> Config:
     return Config(
         etcd_endpoints=tuple(endpoints),
         ca_file=_opt_str(raw, "ca_file"),
+        cert_file=_opt_str(raw, "cert_file"),
+        key_file=_opt_str(raw, "key_file"),
         user=user,
         password_file=password_file,
         prefix=prefix,
@@ -344,6 +348,8 @@ class Etcdctl:
         env["ETCDCTL_ENDPOINTS"] = ",".join(self.cfg.etcd_endpoints)
         if self.cfg.ca_file:
             env["ETCDCTL_CACERT"] = self.cfg.ca_file
+        if self.cfg.cert_file and self.cfg.key_file:
+            env["ETCDCTL_CERT"], env["ETCDCTL_KEY"] = self.cfg.cert_file, self.cfg.key_file
         if self.cfg.user and self.cfg.password_file:
             try:  # read every time, so a rotated password takes effect without a restart
                 password = Path(self.cfg.password_file).read_text(encoding="utf-8").rstrip("\r\n")
