@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pulumi
 
+from hivestack.ansible.stages import STAGES, configure_hosts
 from hivestack.components import Platform, PlatformArgs
 from hivestack.components.host import BareMetal, HostBackend
 from hivestack.lab.backend import LabBackend
@@ -36,6 +37,21 @@ def make_backend(loaded: LoadedTopology) -> HostBackend:
 
 backend = make_backend(topology)
 platform = Platform(pulumi.get_stack(), PlatformArgs(topology=topology, backend=backend))
+
+# Host configuration (Ansible) runs by default where Hivestack made the hosts; on bare metal it is opted into.
+configure = config.get_bool("configureHosts")
+if configure if configure is not None else backend_name == "lab":
+    lab_outputs = backend.outputs() if isinstance(backend, LabBackend) else None
+    machines = list(backend.hosts.values()) if isinstance(backend, LabBackend) else []
+    stages = configure_hosts(
+        ROOT,
+        topology,
+        lab_outputs,
+        platform.host_secrets(),
+        triggers=[m.id for m in machines],  # a replaced host is configured again
+        depends_on=[platform.tls, *machines],
+    )
+    pulumi.export("configured", {stage: run.changed for stage, run in zip(STAGES, stages, strict=True)})
 
 pulumi.export("topology", topology.topology.name)
 pulumi.export("inventory", platform.inventory())

@@ -13,6 +13,7 @@ from hivestack.components.declared import Declared
 from hivestack.components.firewall import FirewallRule
 from hivestack.components.host import BareMetal, Host, HostBackend
 from hivestack.components.secret import GeneratedSecret
+from hivestack.components.tls import TlsAuthority
 from hivestack.topology import Host as HostModel
 from hivestack.topology import LoadedTopology
 from hivestack.topology.ports import SERVICES
@@ -61,6 +62,7 @@ class Platform(Declared):
         self.firewall = [FirewallRule(s, pulumi.ResourceOptions(parent=self)) for s in SERVICES]
         self.secrets = {
             "etcd-root": GeneratedSecret("etcd-root", "etcd root user", opts=pulumi.ResourceOptions(parent=self)),
+            "gns-agent": GeneratedSecret("gns-agent", "GNS agent etcd user", opts=pulumi.ResourceOptions(parent=self)),
             **{
                 f"{c.name}-{use}": GeneratedSecret(
                     f"{c.name}-{use}",
@@ -71,6 +73,36 @@ class Platform(Declared):
                 for use in ("admin", "app", "sst")
             },
         }
+
+        # One CA per platform: etcd peers and clients, database clients and replication, state transfer.
+        self.tls = TlsAuthority(
+            "platform-tls",
+            hosts=[{"name": h.name, "address": str(h.address)} for h in placement.hosts],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def host_secrets(self) -> pulumi.Output[dict[str, object]]:
+        """Everything generated that the playbooks need, as one secret value (`hivestack_secrets`)."""
+        cells = sorted({name.rsplit("-", 1)[0] for name in self.secrets if name.endswith("-admin")})
+        return pulumi.Output.secret(
+            pulumi.Output.all(
+                ca_cert=self.tls.ca_cert,
+                certs=self.tls.certs,
+                etcd_root=self.secrets["etcd-root"].secret,
+                gns_agent=self.secrets["gns-agent"].secret,
+                cells={
+                    cell: {use: self.secrets[f"{cell}-{use}"].secret for use in ("admin", "app", "sst")}
+                    for cell in cells
+                },
+            ).apply(
+                lambda v: {
+                    "tls": {"ca_cert": v["ca_cert"], "certs": v["certs"]},
+                    "etcd_root_password": v["etcd_root"],
+                    "gns_agent_password": v["gns_agent"],
+                    "cells": v["cells"],
+                }
+            )
+        )
 
     def inventory(self) -> dict[str, object]:
         """The host inventory the Ansible layer and the tests read back from the stack outputs."""
