@@ -21,7 +21,8 @@ from hivestack.lab.names import LabNames
 from hivestack.topology import LoadedTopology, load_topology
 from tests.conftest import LAB_TOPOLOGY, ROOT
 
-STACK = "labtest"
+# HIVESTACK_TEST_STACK points the lab tests at another stack (it is brought up, then destroyed).
+STACK = os.environ.get("HIVESTACK_TEST_STACK", "labtest")
 HIVESTACK = ROOT / ".venv" / "bin" / "hivestack"
 
 

@@ -88,7 +88,8 @@ def test_sample_counts_quorum_placement_and_firewall():
             if rule["port"] in sensitive_ports():
                 assert rule["from_cidrs"] == []
         secrets = [p for t, _, p in mocks.resources if t == "pulumi-python:dynamic:Resource"]
-        assert len(secrets) == 1 + 3 * 60
+        # etcd root, GNS agent, three per cell, and the platform CA.
+        assert len(secrets) == 2 + 3 * 60 + 1
 
     return registered.apply(check)
 

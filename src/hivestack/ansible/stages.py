@@ -25,9 +25,7 @@ def configure_hosts(
     depends_on: list[pulumi.Resource],
 ) -> list[PlaybookRun]:
     """One PlaybookRun per stage; the inventory is built from the topology and the lab's outputs (if any)."""
-    inventory = pulumi.Output.from_input(lab_outputs).apply(
-        lambda lab: build(loaded, {"lab": lab} if lab else {})
-    )
+    inventory = pulumi.Output.from_input(lab_outputs).apply(lambda lab: build(loaded, {"lab": lab} if lab else {}))
     runs: list[PlaybookRun] = []
     for stage in STAGES:
         run = PlaybookRun(

@@ -41,11 +41,11 @@ def verdict(status: dict[str, str], draining: bool) -> tuple[bool, str]:
     return True, "safe to write"
 
 
-def make_handler(config: dict):
+def make_handler(config: dict) -> type[BaseHTTPRequestHandler]:
     drain_file = f"/run/hivestack/drain-{config['cell']}"
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             try:
                 status = member_status(config["socket"])
                 ok, reason = verdict(status, os.path.exists(drain_file))
@@ -67,7 +67,8 @@ def make_handler(config: dict):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", required=True)
-    config = json.load(open(parser.parse_args().config))
+    with open(parser.parse_args().config) as f:
+        config = json.load(f)
     ThreadingHTTPServer(("0.0.0.0", int(config["port"])), make_handler(config)).serve_forever()
 
 
