@@ -121,8 +121,9 @@ def test_firewall_drops_what_the_ports_matrix_does_not_allow(lab, remote):
 def secrets(lab) -> dict[str, str]:
     """The generated passwords, by purpose, from the stack's state."""
     state = json.loads(pulumi(lab, "stack", "export", "--show-secrets").stdout)
+    # An exported secret is an envelope whose `plaintext` is the value as JSON.
     return {
-        r["outputs"]["purpose"]: r["outputs"]["secret"]
+        r["outputs"]["purpose"]: json.loads(r["outputs"]["secret"]["plaintext"])
         for r in state["deployment"]["resources"]
         if "purpose" in r.get("outputs", {})
     }
