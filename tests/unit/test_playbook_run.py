@@ -18,6 +18,7 @@ from hivestack.ansible.playbook import (
     files_digest,
     inputs_hash,
 )
+from tests.unit.conftest import RecordingMocks
 
 pytestmark = pytest.mark.unit
 
@@ -187,33 +188,6 @@ def test_delete_runs_nothing(project: Path, calls):
 
 
 # --- under Pulumi's mocks -----------------------------------------------------------------------------------------
-
-
-class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.inputs: dict[str, dict[str, Any]] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.inputs[args.name] = dict(args.inputs)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-
-@pytest.fixture
-def secret_outputs(monkeypatch) -> dict[str, list[str]]:
-    from pulumi.runtime.mocks import MockMonitor
-
-    seen: dict[str, list[str]] = {}
-    register = MockMonitor.RegisterResource
-
-    def recording(self: MockMonitor, request: Any) -> Any:
-        seen[request.name] = list(request.additionalSecretOutputs)
-        return register(self, request)
-
-    monkeypatch.setattr(MockMonitor, "RegisterResource", recording)
-    return seen
 
 
 def test_secret_inputs_stay_secret(project: Path, secret_outputs):

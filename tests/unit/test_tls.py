@@ -18,6 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from hivestack.components.tls import SECRET_OUTPUTS, TlsAuthority, _TlsAuthorityProvider
+from tests.unit.conftest import RecordingMocks
 
 pytestmark = pytest.mark.unit
 
@@ -148,34 +149,6 @@ def test_check_rejects_duplicates_and_bad_addresses():
     assert any("more than once" in r for r in reasons)
     assert any("no IP address" in r for r in reasons)
     assert provider.check({}, {"name": "etcd", "hosts": HOSTS}).failures == []
-
-
-class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.inputs: dict[str, dict[str, Any]] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.inputs[args.name] = dict(args.inputs)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-
-@pytest.fixture
-def secret_outputs(monkeypatch) -> dict[str, list[str]]:
-    """additionalSecretOutputs of each registration, as the engine (and the policy pack) receives them."""
-    from pulumi.runtime.mocks import MockMonitor
-
-    seen: dict[str, list[str]] = {}
-    register = MockMonitor.RegisterResource
-
-    def recording(self: MockMonitor, request: Any) -> Any:
-        seen[request.name] = list(request.additionalSecretOutputs)
-        return register(self, request)
-
-    monkeypatch.setattr(MockMonitor, "RegisterResource", recording)
-    return seen
 
 
 def test_secret_outputs_are_declared(secret_outputs):

@@ -25,7 +25,7 @@ from hivestack.ansible.runner import (
     static_inventory,
 )
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.engine  # real ansible-playbook runs against localhost
 
 SECRET = "Tr0ub4dor-s3cret-XYZ"
 VENV_BIN = Path(sys.executable).parent
