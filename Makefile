@@ -1,5 +1,5 @@
 # The README's two commands are `make up` and `make test`; both set up what they need first.
-.PHONY: setup up down preview test unit lint bench
+.PHONY: setup up down preview test unit lint bench bench-cells
 
 setup:
 	scripts/setup
@@ -25,3 +25,7 @@ lint: setup
 
 bench: setup
 	.venv/bin/python benchmarks/topology_scale.py
+
+# Rebuilds the `lab` stack from zero and drives load through it (minutes).
+bench-cells: setup
+	.venv/bin/python benchmarks/cells.py

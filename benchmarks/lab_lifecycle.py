@@ -1,7 +1,8 @@
 """Lab lifecycle: hosts from zero to SSH-ready with a warm base, destroy time, idle memory per host.
 
-Targets (issue: the lab): up < 60 s, destroy < 15 s, idle PSS per host < 60 MB. Uses the `labtest` stack;
-do not run it while the test suite runs. Usage: `.venv/bin/python benchmarks/lab_lifecycle.py [--idle 20]`.
+Targets (issue: the lab): up < 60 s, destroy < 15 s, idle PSS per host < 60 MB. Uses the `labpeer` stack,
+whose hosts are left unconfigured (`hivestack:configureHosts: false`), so this times the hosts alone; do not
+run it while the test suite runs. Usage: `.venv/bin/python benchmarks/lab_lifecycle.py [--idle 20]`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hivestack.lab.names import LabNames
 from hivestack.topology import load_topology
 
 ROOT = Path(__file__).resolve().parent.parent
-STACK = "labtest"
+STACK = "labpeer"
 HIVESTACK = ROOT / ".venv" / "bin" / "hivestack"
 
 

@@ -1,0 +1,148 @@
+"""Cells on the lab: `pulumi up` from zero to serving, a no-op `up`, gateway overhead, writes/s from every DC.
+
+Gateway overhead runs the load client on an edge host against its own gateway (:8080) and straight against the
+ledger of cell 0 on the same host, so both paths share everything but the HTTP hop through HAProxy. The
+all-DCs run drives every gateway at once from the lab's core namespace. Uses the `lab` stack by default (it is
+destroyed and rebuilt); do not point it at `labtest` while the test suite runs.
+Usage: `.venv/bin/python benchmarks/cells.py [--stack lab] [--duration 10] [--keep]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hivestack.ansible.platform_vars import platform_vars
+from hivestack.topology import load_topology
+
+ROOT = Path(__file__).resolve().parent.parent
+HIVESTACK = ROOT / ".venv" / "bin" / "hivestack"
+LOAD = ROOT / "src" / "hivestack" / "ledger" / "load.py"
+SERVING_DEADLINE_S = 120
+
+
+def pulumi(stack: str, *args: str) -> str:
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "pulumi"), *args, "--stack", stack], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        sys.exit(f"pulumi {' '.join(args)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def in_core(core_ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", core_ns, *argv], capture_output=True, text=True, check=False)
+
+
+def load_summary(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    if proc.returncode != 0:
+        sys.exit(f"load client failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
+
+
+def serving(core_ns: str, gateways: list[dict], customer: int) -> bool:
+    """Every gateway answers a write for `customer` with 2xx."""
+    for g in gateways:
+        probe = in_core(
+            core_ns,
+            sys.executable,
+            str(LOAD),
+            "--target",
+            f"{g['dc']}=http://{g['address']}:8080",
+            "--customers",
+            f"{customer}-{customer}",
+            "--setup-accounts",
+            "--workers",
+            "1",
+            "--duration",
+            "0.2",
+        )
+        if probe.returncode != 0 or json.loads(probe.stdout)["total"]["errors"]:
+            return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--stack", default="lab")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per load run")
+    parser.add_argument("--workers", type=int, default=4, help="per target")
+    parser.add_argument("--keep", action="store_true", help="reuse a running stack: skip the zero-to-serving run")
+    args = parser.parse_args()
+    loaded = load_topology(ROOT / "inventories" / "lab" / "topology.yaml")
+    variables = platform_vars(loaded)
+    gateways = variables["hivestack_gateways"]
+    first_cell = variables["hivestack_all_cells"][0]
+    rows: list[tuple[str, str]] = []
+
+    if not args.keep:
+        subprocess.run([str(HIVESTACK), "lab", "down", "--stack", args.stack], stdout=subprocess.DEVNULL, check=False)
+        start = time.monotonic()
+        subprocess.run([str(HIVESTACK), "lab", "up", "--stack", args.stack], stdout=subprocess.DEVNULL, check=True)
+        core_ns = json.loads(pulumi(args.stack, "stack", "output", "lab", "--json"))["core_ns"]
+        deadline = time.monotonic() + SERVING_DEADLINE_S
+        while not serving(core_ns, gateways, first_cell["range_start"]):
+            if time.monotonic() > deadline:
+                sys.exit("pulumi up finished but the platform does not serve")
+            time.sleep(0.5)
+        rows.append(("pulumi up: zero to serving (hosts, 5 playbook stages, first write from every DC)",
+                     f"{time.monotonic() - start:.0f} s"))  # fmt: skip
+    lab = json.loads(pulumi(args.stack, "stack", "output", "lab", "--json"))
+    core_ns, key = lab["core_ns"], lab["ssh_key_file"]
+
+    start = time.monotonic()
+    out = pulumi(args.stack, "up", "--yes", "--non-interactive", "--policy-pack", "policies")
+    unchanged = next((line.strip() for line in out.splitlines() if "unchanged" in line), "?")
+    rows.append(("pulumi up with no change", f"{time.monotonic() - start:.1f} s ({unchanged})"))
+
+    # Gateway overhead, measured on the edge host of the first cell's home DC.
+    edge = next(g for g in gateways if g["dc"] == first_cell["home"])
+    ssh = ["ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+           "-o", "LogLevel=ERROR", f"root@{edge['address']}"]  # fmt: skip
+    subprocess.run(["ip", "netns", "exec", core_ns, *ssh, "cat > /tmp/hivestack-load.py"], input=LOAD.read_text(),
+                   text=True, check=True)  # fmt: skip
+    customers = f"{first_cell['range_start']}-{first_cell['range_end'] - 1}"
+    paths = {
+        "through the gateway": "http://127.0.0.1:8080",
+        "straight to the ledger": f"http://127.0.0.1:{first_cell['ports']['ledger-http']}",
+    }
+    for label, url in paths.items():
+        summary = load_summary(
+            in_core(core_ns, *ssh, f"python3 /tmp/hivestack-load.py --target x={url} --customers {customers} "
+                    f"--sample 200 --setup-accounts --workers {args.workers} --duration {args.duration}")
+        )["total"]  # fmt: skip
+        rows.append((f"{edge['name']} {label}: p50 / p99 / throughput",
+                     f"{summary['p50_ms']:.1f} / {summary['p99_ms']:.1f} ms / {summary['ok_rps']:.0f} writes/s"
+                     f" ({summary['count'] - summary['ok']} errors)"))  # fmt: skip
+
+    targets = [arg for g in gateways for arg in ("--target", f"{g['dc']}=http://{g['address']}:8080")]
+    space = loaded.topology.routing.space
+    everywhere = load_summary(
+        in_core(core_ns, sys.executable, str(LOAD), *targets, "--customers", f"0-{space - 1}", "--sample", "600",
+                "--setup-accounts", "--workers", str(args.workers), "--duration", str(args.duration))
+    )  # fmt: skip
+    for dc, stats in everywhere["targets"].items():
+        rows.append((f"all DCs at once, via the {dc} gateway: writes/s (p50 / p99)",
+                     f"{stats['ok_rps']:.0f} ({stats['p50_ms']:.1f} / {stats['p99_ms']:.1f} ms), "
+                     f"{stats['count'] - stats['ok']} errors"))  # fmt: skip
+    total = everywhere["total"]
+    rows.append(("all DCs at once: total writes/s", f"{total['ok_rps']:.0f}"))
+
+    table = Table(title=f"cells on the lab (stack {args.stack}, {args.workers} workers per target)")
+    table.add_column("measure")
+    table.add_column("value")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=140).print(table)
+
+
+if __name__ == "__main__":
+    main()
