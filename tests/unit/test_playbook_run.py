@@ -59,6 +59,10 @@ def test_the_hash_is_stable(project: Path):
     (project / "playbooks" / "roles" / "etcd" / "tasks" / ".main.yml.swp").write_text("x")
     (project / "playbooks" / "roles" / "etcd" / "__pycache__").mkdir()
     (project / "playbooks" / "roles" / "etcd" / "__pycache__" / "m.pyc").write_bytes(b"\0")
+    # Nor are other playbooks and the roles only they run: a change to the ledger does not re-run etcd.
+    (project / "playbooks" / "other.yml").write_text("- hosts: all\n  roles: [other]\n")
+    (project / "playbooks" / "roles" / "other" / "tasks").mkdir(parents=True)
+    (project / "playbooks" / "roles" / "other" / "tasks" / "main.yml").write_text("- ansible.builtin.debug: msg=x\n")
     assert digest(project) == before
 
 
@@ -68,7 +72,7 @@ def test_the_hash_is_stable(project: Path):
         "role file",
         "new role file",
         "playbook",
-        "another playbook",
+        "included role",
         "var",
         "secret",
         "trigger",
@@ -86,8 +90,14 @@ def test_the_hash_changes_with_what_a_run_depends_on(project: Path, change: str)
         (books / "roles" / "etcd" / "templates" / "etcd.conf.j2").write_text("x")
     elif change == "playbook":
         (books / "etcd.yml").write_text("- hosts: all\n  roles: [etcd]\n  serial: 1\n")
-    elif change == "another playbook":  # the top-level playbooks may be imported by this one
-        (books / "other.yml").write_text("- hosts: all\n  tasks: [] \n")
+    elif change == "included role":  # a role that etcd's tasks include is part of the run too
+        (books / "roles" / "base" / "tasks").mkdir(parents=True)
+        (books / "roles" / "base" / "tasks" / "install.yml").write_text("- ansible.builtin.debug: msg=hi\n")
+        (books / "roles" / "etcd" / "tasks" / "main.yml").write_text(
+            "- ansible.builtin.include_role:\n    name: base\n    tasks_from: install\n"
+        )
+        before = digest(project)
+        (books / "roles" / "base" / "tasks" / "install.yml").write_text("- ansible.builtin.debug: msg=bye\n")
     elif change == "var":
         kwargs["extravars"] = {"etcd_port": 2380}
     elif change == "secret":

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
+import yaml
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
 SECRET_OUTPUTS = ["secret_vars"]
 HASHED = ("inventory", "extravars", "secret_vars", "triggers")
+INCLUDED_ROLE = re.compile(r"include_role:\s*\n\s+name:\s*([\w-]+)")
 
 
 @dataclass
@@ -35,13 +38,32 @@ class PlaybookRunArgs:
     triggers: pulumi.Input[list[Any]] = field(default_factory=list)
 
 
+def _roles_of(base: Path, playbook: str) -> set[str]:
+    """The roles a playbook runs, and the roles those include (e.g. `common`'s quiet package install)."""
+    plays = yaml.safe_load((base / playbook).read_text()) or []
+    pending = [
+        r["role"] if isinstance(r, dict) else r
+        for play in plays
+        if isinstance(play, dict)
+        for r in play.get("roles", [])
+    ]
+    found: set[str] = set()
+    while pending:
+        role = pending.pop()
+        if role in found or not (base / "roles" / role).is_dir():
+            continue
+        found.add(role)
+        for tasks in (base / "roles" / role).rglob("*.yml"):
+            pending += INCLUDED_ROLE.findall(tasks.read_text())
+    return found
+
+
 def _files(root: Path, playbook: str) -> list[Path]:
-    """The files a run reads: the playbook, the top-level playbooks and every file under roles/."""
+    """The files a run reads: the playbook and every file of the roles it runs."""
     base = root / "playbooks"
-    found = {base / playbook, *base.glob("*.yml")}
-    roles = base / "roles"
-    if roles.is_dir():
-        found.update(p for p in roles.rglob("*") if p.is_file())
+    found = {base / playbook}
+    for role in _roles_of(base, playbook):
+        found.update(p for p in (base / "roles" / role).rglob("*") if p.is_file())
     # Editor and interpreter droppings change nothing a run does.
     return sorted(
         p for p in found if not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(base).parts)
