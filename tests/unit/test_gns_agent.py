@@ -792,7 +792,10 @@ def test_daemon_follows_the_watch_and_stops_cleanly_on_sigterm(
                 time.sleep(0.02)
 
         wait_for(lambda: ("0.0.0.0/19", "cell-a") in haproxy.current, "the initial apply")
-        wait_for(lambda: (fake_etcdctl / "watch.pid").exists(), "the watch")
+        # The fake watch writes its pid file non-atomically: wait for the content, not the file.
+        wait_for(
+            lambda: (fake_etcdctl / "watch.pid").exists() and (fake_etcdctl / "watch.pid").read_text(), "the watch"
+        )
         watch_pid = int((fake_etcdctl / "watch.pid").read_text())
         calls = [json.loads(line) for line in (fake_etcdctl / "calls").read_text().splitlines()]
         watch = next(c for c in calls if c["argv"][0] == "watch")
@@ -802,7 +805,8 @@ def test_daemon_follows_the_watch_and_stops_cleanly_on_sigterm(
         (fake_etcdctl / "snapshot.json").write_text(etcd_json([kv(0, 10000, "cell-c")], revision=6))
         (fake_etcdctl / "trigger").write_text("1")
         wait_for(lambda: ("0.0.0.0/19", "cell-c") in haproxy.current, "the watched change")
-        assert "0.0.0.0/19 cell-c" in Path(haproxy.map_file).read_text()
+        # The file is written right after the runtime apply.
+        wait_for(lambda: "0.0.0.0/19 cell-c" in Path(haproxy.map_file).read_text(), "the map file")
 
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=10)

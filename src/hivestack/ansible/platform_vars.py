@@ -66,11 +66,7 @@ def firewall_allow(loaded: LoadedTopology, host: Host) -> list[dict[str, Any]]:
         sources = (
             ["0.0.0.0/0"]
             if service.public
-            else sorted({str(h.address) for h in hosts if service.clients & set(h.roles)}, key=_address_key)
+            else [str(a) for a in sorted({h.address for h in hosts if service.clients & set(h.roles)})]
         )
         allow.append({"service": service.name, "ports": ports, "sources": sources})
     return allow
-
-
-def _address_key(address: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in address.split("."))

@@ -83,7 +83,6 @@ class Platform(Declared):
 
     def host_secrets(self) -> pulumi.Output[dict[str, object]]:
         """Everything generated that the playbooks need, as one secret value (`hivestack_secrets`)."""
-        cells = sorted({name.rsplit("-", 1)[0] for name in self.secrets if name.endswith("-admin")})
         return pulumi.Output.secret(
             pulumi.Output.all(
                 ca_cert=self.tls.ca_cert,
@@ -92,7 +91,7 @@ class Platform(Declared):
                 gns_agent=self.secrets["gns-agent"].secret,
                 cells={
                     cell: {use: self.secrets[f"{cell}-{use}"].secret for use in ("admin", "app", "sst")}
-                    for cell in cells
+                    for cell in self.cells
                 },
             ).apply(
                 lambda v: {
