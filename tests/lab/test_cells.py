@@ -60,21 +60,23 @@ def in_core(lab, script: str, *args: str) -> Any:
 
 
 REQUESTS = """
-import json, sys, urllib.request, urllib.error
+import json, sys, time, urllib.request, urllib.error
 out = []
 for url, body in json.loads(sys.argv[1]):
     req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
                                  method="GET" if body is None else "POST")
+    start = time.monotonic()
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
-            out.append([r.status, json.loads(r.read() or b"{}")])
+            out.append([r.status, json.loads(r.read() or b"{}"), time.monotonic() - start])
     except urllib.error.HTTPError as e:
-        out.append([e.code, json.loads(e.read() or b"{}")])
+        out.append([e.code, json.loads(e.read() or b"{}"), time.monotonic() - start])
 print(json.dumps(out))
 """
 
 
-def post_all(lab, calls: list[tuple[str, dict | None]]) -> list[tuple[int, dict]]:
+def post_all(lab, calls: list[tuple[str, dict | None]]) -> list[tuple[int, dict, float]]:
+    """(status, JSON body, seconds) per request, sent in order from the core namespace."""
     return [tuple(r) for r in in_core(lab, REQUESTS, json.dumps(calls))]
 
 
@@ -137,15 +139,18 @@ def pulumi(lab, *args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def test_plaintext_clients_are_refused(lab, remote, platform, engine, secrets):
+def test_plaintext_clients_are_refused(lab, remote, shell, platform, engine, secrets):
     cell = platform["hivestack_all_cells"][0]
     member = engine.members(cell)[0]
     password = secrets[f"{cell['name']} database admin"]
     host = remote[member.host]
     base = f"mariadb -h {member.address} -P {member.port} -u hivestack_admin -p'{password}' -N -e 'SELECT 1'"
+    # The same credentials: refused in plaintext (REQUIRE SSL answers 1045 before require_secure_transport
+    # would), accepted over TLS with the platform CA.
     plain = host.run(f"{base} --skip-ssl")
-    assert plain.rc != 0 and "insecure transport" in plain.stderr, plain.stderr
+    assert plain.rc != 0 and ("insecure transport" in plain.stderr or "ERROR 1045" in plain.stderr), plain.stderr
     assert host.run(f"{base} --ssl --ssl-ca=/etc/hivestack/tls/ca.pem").stdout.strip() == "1"
+    assert engine.query(member, shell, "SELECT @@require_secure_transport") == [["1"]]
     etcd = platform["hivestack_etcd_members"][0]
     assert remote[etcd["name"]].run(f"etcdctl --endpoints=http://{etcd['address']}:2379 get x").rc != 0
 
@@ -172,7 +177,7 @@ def test_every_gateway_routes_every_cell_and_writes_land_in_that_cells_database(
             expected.append((gateway, cell, customer))
     results = post_all(lab, calls)
     wrong = []
-    for (gateway, cell, _customer), (status, body) in zip(expected, results, strict=True):
+    for (gateway, cell, _customer), (status, body, _) in zip(expected, results, strict=True):
         assert status in (200, 201), (gateway["name"], cell["name"], status, body)
         home = engine.members(cell)[0].host
         if (body["cell"], body["dc"], body["db_member"]) != (cell["name"], gateway["dc"], home):
@@ -198,7 +203,7 @@ def test_unknown_and_malformed_requests(lab, platform):
             (f"{gateway}/v1/customers/1/accounts", {"wrong": "field"}),
         ],
     )
-    assert [status for status, _ in results] == [404, 400, 400]
+    assert [status for status, _, _ in results] == [404, 400, 400]
 
 
 def test_all_dcs_serve_writes_at_the_same_time(lab, platform):
@@ -231,7 +236,7 @@ def served_cell(lab, gateways: list[dict], customer: int) -> set[str]:
     results = post_all(
         lab, [(f"{gateway_url(g)}/v1/customers/{customer}/accounts", {"account": "g"}) for g in gateways]
     )
-    return {body.get("cell", f"status {status}") for status, body in results}
+    return {body.get("cell", f"status {status}") for status, body, _ in results}
 
 
 def test_moving_a_range_in_etcd_reroutes_every_gateway_without_a_reload(lab, remote, platform, secrets):
@@ -285,3 +290,54 @@ def test_running_the_cell_stages_again_changes_nothing(lab):
     pulumi(lab, "up", "--yes", "--non-interactive", *[arg for u in urns for arg in ("--replace", u)])
     configured = json.loads(pulumi(lab, "stack", "output", "configured", "--json").stdout)
     assert {s: configured[s] for s in stages} == dict.fromkeys(stages, 0)
+
+
+def drain(remote, member, on: bool) -> None:
+    """The engine's maintenance lever: its health endpoint refuses, so the gateways move the cell's writes."""
+    path = f"/run/hivestack/drain-{member.cell}"
+    remote[member.host].check_output(f"touch {path}" if on else f"rm -f {path}")
+
+
+def write_until(lab, gateway: dict, customer: int, accept, what: str) -> tuple[int, dict, float]:
+    deadline = time.monotonic() + 15
+    while True:
+        status, body, took = post_all(
+            lab, [(f"{gateway_url(gateway)}/v1/customers/{customer}/accounts", {"account": "f"})]
+        )[0]
+        if accept(status, body):
+            return status, body, took
+        assert time.monotonic() < deadline, f"{what}: last answer {status} {body}"
+        time.sleep(0.1)
+
+
+def test_writes_follow_the_cells_order_and_return_home(lab, remote, platform, engine):
+    cell = platform["hivestack_all_cells"][-1]
+    home, backup = engine.members(cell)[:2]
+    gateway = platform["hivestack_gateways"][0]
+    customer = cell["range_start"] + 7
+    drain(remote, home, True)
+    try:
+        write_until(lab, gateway, customer, lambda s, b: b.get("db_member") == backup.host, "writes to the backup")
+    finally:
+        drain(remote, home, False)
+    write_until(lab, gateway, customer, lambda s, b: b.get("db_member") == home.host, "writes back home")
+
+
+def test_a_cell_without_a_safe_member_answers_503_fast(lab, remote, platform, engine):
+    cell = platform["hivestack_all_cells"][-1]
+    members = engine.members(cell)
+    gateway = platform["hivestack_gateways"][0]
+    customer = cell["range_start"] + 8
+    for m in members:
+        drain(remote, m, True)
+    try:
+        write_until(lab, gateway, customer, lambda s, b: s == 503, "a 503 once no member is safe")
+        # Every later request is refused at once: the gateway has no member to connect to (never a hang).
+        calls = [(f"{gateway_url(gateway)}/v1/customers/{customer}/accounts", {"account": "f"})] * 5
+        results = post_all(lab, calls)
+        assert all(status == 503 and "unavailable" in body["error"] for status, body, _ in results), results
+        assert max(took for _, _, took in results) < 1.5, results
+    finally:
+        for m in members:
+            drain(remote, m, False)
+    write_until(lab, gateway, customer, lambda s, b: s in (200, 201), "writes again after the drain")
