@@ -1,0 +1,138 @@
+"""Drift: where the platform no longer matches the code and the stack's state.
+
+Two views, one report: `pulumi preview --refresh --expect-no-changes` names resources that drifted (a lab host
+removed by hand, a changed input), and every playbook stage run in check mode with diff names the host, task and
+file or service that would change. The stages are checked with the inputs they were last applied with (kept in
+each PlaybookRun's state), against the roles in this checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hivestack.ansible.runner import run_playbook
+from hivestack.ansible.stages import STAGES
+
+OK, DRIFTED, CANNOT_CHECK = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Drift:
+    source: str  # "pulumi" or a playbook stage
+    name: str  # a resource, or a host
+    detail: str  # the planned operation, or the task and what it would change
+
+
+@dataclass
+class DriftReport:
+    stack: str
+    drift: list[Drift] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> int:
+        if self.drift:
+            return DRIFTED
+        return CANNOT_CHECK if self.errors else OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "status": ["clean", "drifted", "could not check"][self.status],
+            "checked": self.checked,
+            "drift": [asdict(d) for d in self.drift],
+            "errors": self.errors,
+        }
+
+    def to_junit(self) -> str:
+        """One test case per source checked; a case fails with the drift found there."""
+        suite = ET.Element("testsuite", name=f"hivestack-drift-{self.stack}", tests=str(len(self.checked)))
+        failures = 0
+        for source in self.checked:
+            case = ET.SubElement(suite, "testcase", classname="hivestack.drift", name=source)
+            found = [d for d in self.drift if d.source == source]
+            if found:
+                failures += 1
+                failure = ET.SubElement(case, "failure", message=f"{len(found)} drifted")
+                failure.text = "\n".join(f"{d.name}: {d.detail}" for d in found)
+        for error in self.errors:
+            ET.SubElement(
+                ET.SubElement(suite, "testcase", classname="hivestack.drift", name="check"), "error"
+            ).text = error
+        suite.set("failures", str(failures))
+        suite.set("errors", str(len(self.errors)))
+        return ET.tostring(suite, encoding="unicode")
+
+
+Pulumi = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def resource_drift(pulumi: Pulumi, stack: str, report: DriftReport) -> None:
+    proc = pulumi("preview", "--refresh", "--expect-no-changes", "--json", "--non-interactive", "--stack", stack)
+    try:
+        preview = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        report.errors.append(f"pulumi preview failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+        return
+    report.checked.append("pulumi")
+    for step in preview.get("steps", []):
+        if step.get("op", "same") not in ("same", "read"):
+            name = step["urn"].rsplit("::", 1)[-1]
+            reasons = ", ".join(step.get("diffReasons") or [])
+            report.drift.append(Drift("pulumi", name, step["op"] + (f" ({reasons})" if reasons else "")))
+
+
+def _plain(value: Any) -> Any:
+    """A value from `stack export --show-secrets`: secrets come as envelopes holding their JSON plaintext."""
+    if isinstance(value, dict) and "plaintext" in value:
+        return json.loads(value["plaintext"])
+    return value
+
+
+def host_drift(root: Path, pulumi: Pulumi, stack: str, report: DriftReport, progress: Callable[[str], None]) -> None:
+    proc = pulumi("stack", "export", "--show-secrets", "--stack", stack)
+    if proc.returncode != 0:
+        report.errors.append(f"cannot read the state of stack {stack}: {proc.stderr.strip()[-500:]}")
+        return
+    runs = {
+        r["urn"].rsplit("::", 1)[-1].removeprefix("configure-"): r["outputs"]
+        for r in json.loads(proc.stdout)["deployment"].get("resources", [])
+        if r["urn"].rsplit("::", 1)[-1].startswith("configure-") and "playbook" in r.get("outputs", {})
+    }
+    missing = {d.name for d in report.drift}  # hosts whose machine pulumi already reports gone
+    for stage in (s for s in STAGES if s in runs):
+        progress(f"checking stage {stage} (check mode)")
+        applied = runs[stage]
+        result = run_playbook(
+            root,
+            applied["playbook"],
+            _plain(applied["inventory"]),
+            _plain(applied.get("extravars") or {}),
+            _plain(applied["secret_vars"]),
+            check=True,
+            diff=True,
+        )
+        report.checked.append(stage)
+        for host, items in sorted(result.drift.items()):
+            for item in items:
+                what = f" ({', '.join(item.changes)})" if item.changes else ""
+                report.drift.append(Drift(stage, host, f"{item.task}{what}"))
+        for failure in result.failures:
+            if failure.unreachable and f"{failure.host}-machine" in missing:
+                continue  # already reported: the host itself is gone
+            report.errors.append(f"{stage}: {failure.host}: {failure.task}: {failure.message}")
+
+
+def check(root: Path, pulumi: Pulumi, stack: str, progress: Callable[[str], None] = lambda _: None) -> DriftReport:
+    report = DriftReport(stack)
+    progress("pulumi preview --refresh --expect-no-changes")
+    resource_drift(pulumi, stack, report)
+    host_drift(root, pulumi, stack, report, progress)
+    return report

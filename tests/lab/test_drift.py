@@ -1,0 +1,59 @@
+"""`hivestack drift` on the lab: clean when nothing changed; a hand-edited file, a stopped service and a host gone
+are each found and named; exit codes 0 / 1 as CONVENTIONS asks."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+import testinfra
+
+from hivestack.lab import hosts
+from hivestack.topology.model import Role
+from tests.lab.conftest import pulumi
+
+pytestmark = pytest.mark.lab
+
+
+def drift(lab, *args: str) -> tuple[int, dict]:
+    proc = lab.hivestack("drift", "--json", *args, check=False)
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_drift_names_an_edited_file_and_a_stopped_service_and_is_clean_otherwise(lab, tmp_path):
+    rc, report = drift(lab)
+    assert (rc, report["status"], report["drift"]) == (0, "clean", []), report
+    edges = [h for h in lab.topology.placement.hosts if Role.gateway in h.roles and Role.app in h.roles]
+    edited, stopped = edges[0], edges[1]
+    cell = lab.topology.topology.cells[0].name
+    remote = {h.name: testinfra.get_host(f"ssh://root@{lab.address(h.name)}", ssh_config=str(lab.ssh_config))
+              for h in (edited, stopped)}  # fmt: skip
+    remote[edited.name].check_output("echo '# edited by hand' >> /etc/haproxy/haproxy.cfg")
+    remote[stopped.name].check_output(f"systemctl stop hivestack-ledger@{cell}")
+    try:
+        junit = tmp_path / "drift.xml"
+        rc, report = drift(lab, "--junit", str(junit))
+        found = {(d["source"], d["name"], d["detail"].split(" (")[0]) for d in report["drift"]}
+        assert rc == 1 and report["status"] == "drifted"
+        assert ("gateway", edited.name, "Write HAProxy's configuration") in found, found
+        assert any(d["source"] == "gateway" and "/etc/haproxy/haproxy.cfg" in d["detail"] for d in report["drift"])
+        assert ("ledger", stopped.name, "Run one ledger per cell") in found, found
+        assert ET.parse(junit).getroot().get("failures") == "2"
+    finally:
+        remote[edited.name].check_output("sed -i '/^# edited by hand$/d' /etc/haproxy/haproxy.cfg")
+        remote[stopped.name].check_output(f"systemctl start hivestack-ledger@{cell}")
+    assert drift(lab)[0] == 0
+
+
+def test_drift_names_a_host_that_is_gone(lab):
+    host = next(h.name for h in lab.topology.placement.hosts if Role.k8s_worker in h.roles)
+    hosts.stop(lab.names, host)
+    try:
+        rc, report = drift(lab)
+        assert rc == 1 and {"source": "pulumi", "name": f"{host}-machine", "detail": "create"} in report["drift"]
+    finally:
+        up = pulumi("up", "--yes", "--stack", lab.stack, "--non-interactive", "--policy-pack", "policies")
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
+    assert drift(lab)[0] == 0

@@ -1,0 +1,97 @@
+"""The drift report: what pulumi's preview and the check-mode stages say, turned into one verdict."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from hivestack import drift
+from hivestack.ansible.runner import DriftItem, Failure, PlaybookResult
+
+pytestmark = pytest.mark.unit
+
+PREVIEW = {
+    "steps": [
+        {"op": "same", "urn": "urn:pulumi:lab::hivestack::hivestack:index:Platform::lab"},
+        {"op": "create", "urn": "urn:pulumi:lab::hivestack::pulumi-python:dynamic:Resource::a-edge-1-machine"},
+        {"op": "update", "urn": "urn:x::y::configure-ledger", "diffReasons": ["inputs_hash"]},
+    ]
+}
+
+
+def fake_pulumi(preview: str, export: dict | None = None, rc: int = 0):
+    def run(*args: str, **_: object) -> subprocess.CompletedProcess[str]:
+        if args[0] == "preview":
+            return subprocess.CompletedProcess(args, rc, preview, "boom" if rc else "")
+        return subprocess.CompletedProcess(args, 0, json.dumps(export or {"deployment": {}}), "")
+
+    return run
+
+
+def test_preview_steps_other_than_same_are_drift():
+    report = drift.check(Path("."), fake_pulumi(json.dumps(PREVIEW)), "lab")
+    assert [(d.source, d.name, d.detail) for d in report.drift] == [
+        ("pulumi", "a-edge-1-machine", "create"),
+        ("pulumi", "configure-ledger", "update (inputs_hash)"),
+    ]
+    assert report.status == drift.DRIFTED and report.checked == ["pulumi"]
+
+
+def test_a_preview_that_does_not_run_means_could_not_check():
+    report = drift.check(Path("."), fake_pulumi("", rc=255), "lab")
+    assert report.status == drift.CANNOT_CHECK and "exit 255" in report.errors[0]
+
+
+def test_clean_when_nothing_differs():
+    report = drift.check(Path("."), fake_pulumi(json.dumps({"steps": [PREVIEW["steps"][0]]})), "lab")
+    assert report.status == drift.OK and report.to_dict()["status"] == "clean"
+
+
+def test_stages_report_hosts_tasks_and_skip_hosts_already_gone(monkeypatch):
+    export = {
+        "deployment": {
+            "resources": [
+                {
+                    "urn": "urn:x::y::configure-gateway",
+                    "outputs": {
+                        "playbook": "gateway.yml",
+                        "inventory": {"all": {}},
+                        "secret_vars": {"plaintext": json.dumps({"hivestack_secrets": {"p": "s"}})},
+                    },
+                }
+            ]
+        }
+    }
+    seen = {}
+
+    def fake_run(root, playbook, inventory, extravars, secret_vars, *, check, diff):
+        seen.update(playbook=playbook, secret_vars=secret_vars, check=check, diff=diff)
+        return PlaybookResult(
+            playbook, 2, "failed", {}, 1.0,
+            [Failure("a-edge-1", "Gathering Facts", "unreachable", True), Failure("b-edge-1", "t", "x", True)],
+            {"c-edge-1": [DriftItem("Write HAProxy's configuration", ("/etc/haproxy/haproxy.cfg",))]},
+        )  # fmt: skip
+
+    monkeypatch.setattr(drift, "run_playbook", fake_run)
+    report = drift.check(Path("."), fake_pulumi(json.dumps(PREVIEW), export), "lab")
+    assert seen == {"playbook": "gateway.yml", "secret_vars": {"hivestack_secrets": {"p": "s"}}, "check": True,
+                    "diff": True}  # fmt: skip
+    assert drift.Drift("gateway", "c-edge-1", "Write HAProxy's configuration (/etc/haproxy/haproxy.cfg)") in (
+        report.drift
+    )
+    # a-edge-1's machine is reported gone by pulumi; b-edge-1 being unreachable is a real "could not check".
+    assert report.errors == ["gateway: b-edge-1: t: x"]
+    assert report.checked == ["pulumi", "gateway"]
+
+
+def test_junit_has_a_case_per_source_and_fails_the_drifted_ones():
+    report = drift.DriftReport("lab", [drift.Drift("ledger", "a-edge-1", "Run one ledger per cell")], ["oops"],
+                               ["pulumi", "ledger"])  # fmt: skip
+    suite = ET.fromstring(report.to_junit())
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "1", "1")
+    failed = [c.get("name") for c in suite if c.find("failure") is not None]
+    assert failed == ["ledger"] and "a-edge-1: Run one ledger per cell" in suite.find("testcase/failure").text
