@@ -83,7 +83,8 @@ def resource_drift(pulumi: Pulumi, stack: str, report: DriftReport) -> None:
         return
     report.checked.append("pulumi")
     for step in preview.get("steps", []):
-        if step.get("op", "same") not in ("same", "read"):
+        # `refresh` steps only re-read state (what changed shows up as the steps planned after them).
+        if step.get("op", "same") not in ("same", "read", "refresh"):
             name = step["urn"].rsplit("::", 1)[-1]
             reasons = ", ".join(step.get("diffReasons") or [])
             report.drift.append(Drift("pulumi", name, step["op"] + (f" ({reasons})" if reasons else "")))

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.unit
 PREVIEW = {
     "steps": [
         {"op": "same", "urn": "urn:pulumi:lab::hivestack::hivestack:index:Platform::lab"},
+        {"op": "refresh", "urn": "urn:pulumi:lab::hivestack::hivestack:index:DataCenter::dc-a"},
         {"op": "create", "urn": "urn:pulumi:lab::hivestack::pulumi-python:dynamic:Resource::a-edge-1-machine"},
         {"op": "update", "urn": "urn:x::y::configure-ledger", "diffReasons": ["inputs_hash"]},
     ]
