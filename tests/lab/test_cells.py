@@ -331,12 +331,9 @@ def test_a_cell_without_a_safe_member_answers_503_fast(lab, remote, platform, en
     for m in members:
         drain(remote, m, True)
     try:
-        write_until(lab, gateway, customer, lambda s, b: s == 503, "a 503 once no member is safe")
-        # Every later request is refused at once: the gateway has no member to connect to (never a hang).
-        calls = [(f"{gateway_url(gateway)}/v1/customers/{customer}/accounts", {"account": "f"})] * 5
-        results = post_all(lab, calls)
-        assert all(status == 503 and "unavailable" in body["error"] for status, body, _ in results), results
-        assert max(took for _, _, took in results) < 1.5, results
+        status, body, took = write_until(lab, gateway, customer, lambda s, b: s == 503, "a 503 once no member is safe")
+        # Refused at once (the gateway has no member to connect to), never a hang.
+        assert "unavailable" in body["error"] and took < 1.5, (body, took)
     finally:
         for m in members:
             drain(remote, m, False)
