@@ -331,7 +331,7 @@ def test_a_cell_without_a_safe_member_answers_503_fast(lab, remote, platform, en
     for m in members:
         drain(remote, m, True)
     try:
-        status, body, took = write_until(lab, gateway, customer, lambda s, b: s == 503, "a 503 once no member is safe")
+        _, body, took = write_until(lab, gateway, customer, lambda s, b: s == 503, "a 503 once no member is safe")
         # Refused at once (the gateway has no member to connect to), never a hang.
         assert "unavailable" in body["error"] and took < 1.5, (body, took)
     finally:
