@@ -1,5 +1,5 @@
 # The README's two commands are `make up` and `make test`; both set up what they need first.
-.PHONY: setup up down preview test unit lint bench bench-cells
+.PHONY: setup up down preview test unit lint bench bench-cells bench-drills
 
 setup:
 	scripts/setup
@@ -29,3 +29,7 @@ bench: setup
 # Rebuilds the `lab` stack from zero and drives load through it (minutes).
 bench-cells: setup
 	.venv/bin/python benchmarks/cells.py
+
+# Every drill on the running `lab` stack, twice each (minutes).
+bench-drills: setup
+	.venv/bin/python benchmarks/drills.py

@@ -337,7 +337,7 @@ def test_transact_commits_2xx_and_reports_the_member(ledger):
     status, body = ledger.transact(failing())
     assert (status, body) == (201, {"done": True, "db_member": "db-member-1"})
     conn = ledger.engine.connections[0]
-    assert conn.statements[0] == "SELECT @@hostname" and conn.commits == 1 and conn.rollbacks == 0
+    assert conn.statements[0] == "SELECT @@wsrep_node_name" and conn.commits == 1 and conn.rollbacks == 0
     ledger.transact(failing())
     assert len(ledger.engine.connections) == 1  # one connection per thread, reused
 

@@ -50,3 +50,11 @@ class CellEngine(Protocol):
     def query(self, member: Member, shell: RemoteShell, sql: str) -> list[list[str]]:
         """Rows of an administrative query run on that member alone (for checks and drills)."""
         ...
+
+    def transfer_keys(self, member: Member, shell: RemoteShell, keys: list[str]) -> set[str]:
+        """Which of these acknowledged transfers (idempotency keys) this member holds."""
+        ...
+
+    def fingerprint(self, member: Member, shell: RemoteShell) -> dict[str, str]:
+        """Per ledger table, a digest of its rows: equal on two members only if they hold the same data."""
+        ...

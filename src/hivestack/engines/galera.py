@@ -7,7 +7,19 @@ from typing import Any
 
 from hivestack.engines.base import Member, MemberState, RemoteShell
 
-STATUS = ("wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_ready", "wsrep_cluster_size")
+STATUS = (
+    "wsrep_cluster_status",
+    "wsrep_local_state_comment",
+    "wsrep_ready",
+    "wsrep_cluster_size",
+    "wsrep_last_committed",
+)
+# The ledger's tables and the columns whose values make a row (see the ledger role's schema).
+LEDGER_ROWS = {
+    "accounts": "customer, account, balance",
+    "transfers": "idempotency_key, customer, from_account, to_account, amount",
+}
+KEYS_PER_QUERY = 1000
 
 
 class Galera:
@@ -21,7 +33,7 @@ class Galera:
         ]
 
     def query(self, member: Member, shell: RemoteShell, sql: str) -> list[list[str]]:
-        out = shell(member.host, f"mariadb -S /run/mysqld/{member.cell}.sock -N -B -e {shlex.quote(sql)}")
+        out = shell(member.host, f"mariadb -S /run/mysqld/{member.cell}.sock -N -B -r -e {shlex.quote(sql)}")
         return [line.split("\t") for line in out.splitlines() if line]
 
     def state(self, member: Member, shell: RemoteShell) -> MemberState:
@@ -37,3 +49,25 @@ class Galera:
 
     def writer(self, cell: dict[str, Any], shell: RemoteShell) -> Member | None:
         return next((m for m in self.members(cell) if self.state(m, shell).safe_to_write), None)
+
+    def transfer_keys(self, member: Member, shell: RemoteShell, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(keys), KEYS_PER_QUERY):
+            chunk = ", ".join(_quote(k) for k in keys[i : i + KEYS_PER_QUERY])
+            rows = self.query(
+                member, shell, f"SELECT idempotency_key FROM ledger.transfers WHERE idempotency_key IN ({chunk})"
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    def fingerprint(self, member: Member, shell: RemoteShell) -> dict[str, str]:
+        # Row count and the XOR of per-row CRC32s: order-free, one pass, computed by the member itself.
+        sql = " UNION ALL ".join(
+            f"SELECT '{table}', COUNT(*), COALESCE(BIT_XOR(CRC32(CONCAT_WS('|', {cols}))), 0) FROM ledger.{table}"
+            for table, cols in LEDGER_ROWS.items()
+        )
+        return {table: f"{count}:{digest}" for table, count, digest in self.query(member, shell, sql)}
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

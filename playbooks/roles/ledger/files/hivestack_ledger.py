@@ -194,6 +194,7 @@ class GaleraEngine:
             1159,
             1160,
             1161,  # aborted connection / network read-write errors
+            1180,  # error during COMMIT: the member left the primary component under it
             1290,  # running with --read-only
             1836,  # read-only mode
             1927,  # connection killed
@@ -267,7 +268,8 @@ class GaleraEngine:
         return mysql_errno(exc) == self.DUPLICATE
 
     def member_query(self, cur: Any) -> str:
-        cur.execute("SELECT @@hostname")
+        # The member's name in its cluster (the inventory's host name), whatever the machine calls itself.
+        cur.execute("SELECT @@wsrep_node_name")
         row = cur.fetchone()
         return str(row[0])[:64] if row and row[0] is not None else "unknown"
 
