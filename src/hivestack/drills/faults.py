@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from hivestack.ansible.runner import run_playbook
-from hivestack.drills.catalog import Drill
+from hivestack.drills.catalog import Drill, Scope
 from hivestack.drills.stack import Stack
 from hivestack.lab import faults as lab_faults
 from hivestack.lab import hosts, network
@@ -45,7 +45,7 @@ class PlaybookFaults:
 
     def __init__(self, stack: Stack, drill: Drill, target: str, loss_percent: int) -> None:
         self.stack, self.drill, self.target = stack, drill, target
-        key = "drill_host" if drill.scope.value == "host" else "drill_dc"
+        key = "drill_host" if drill.scope is Scope.HOST else "drill_dc"
         self.extravars = {key: target, "drill_loss_percent": loss_percent}
 
     def run_tag(self, tag: str, **extravars: str) -> None:

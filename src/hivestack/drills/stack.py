@@ -16,8 +16,7 @@ from hivestack.drills.remote import SshShell
 from hivestack.engines import CellEngine, Member, engine_for
 from hivestack.topology import LoadedTopology
 from hivestack.topology.model import Role
-
-GATEWAY_PORT = 8080
+from hivestack.topology.ports import BY_NAME
 
 
 @dataclass
@@ -72,7 +71,8 @@ class Stack:
 
     def gateways(self) -> dict[str, str]:
         """Front door URL per DC."""
-        return {gw["dc"]: f"http://{gw['address']}:{GATEWAY_PORT}" for gw in self.platform["hivestack_gateways"]}
+        port = BY_NAME["gateway-http"].port
+        return {gw["dc"]: f"http://{gw['address']}:{port}" for gw in self.platform["hivestack_gateways"]}
 
     def scope_hosts(self, drill: Drill, target: str) -> list[str]:
         """The hosts the fault takes away."""
