@@ -62,9 +62,8 @@ class BackgroundLoad:
         while pending:
             for load in self.loads:
                 if load.process.poll() is not None:
-                    raise LoadError(
-                        f"the load of {load.cell} exited {load.process.returncode}: {load.process.stderr.read()[-500:]}"
-                    )  # type: ignore[union-attr]
+                    stderr = load.process.stderr.read() if load.process.stderr else ""
+                    raise LoadError(f"the load of {load.cell} exited {load.process.returncode}: {stderr[-500:]}")
                 for ack in read_acks(load.ack_log):
                     if ack.get("status") and 200 <= ack["status"] < 300:
                         pending.discard((load.cell, ack["target"]))
