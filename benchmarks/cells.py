@@ -105,7 +105,7 @@ def main() -> None:
 
     # Gateway overhead, measured on the edge host of the first cell's home DC.
     edge = next(g for g in gateways if g["dc"] == first_cell["home"])
-    ssh = ["ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+    ssh = ["ssh", "-i", key, "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={lab['known_hosts_file']}",
            "-o", "LogLevel=ERROR", f"root@{edge['address']}"]  # fmt: skip
     subprocess.run(["ip", "netns", "exec", core_ns, *ssh, "cat > /tmp/hivestack-load.py"], input=LOAD.read_text(),
                    text=True, check=True)  # fmt: skip

@@ -37,16 +37,15 @@ def make_backend(loaded: LoadedTopology) -> HostBackend:
 
 backend = make_backend(topology)
 platform = Platform(pulumi.get_stack(), PlatformArgs(topology=topology, backend=backend))
+machines = backend.ready()
 
 # Host configuration (Ansible) runs by default where Hivestack made the hosts; on bare metal it is opted into.
 configure = config.get_bool("configureHosts")
 if configure if configure is not None else backend_name == "lab":
-    lab_outputs = backend.outputs() if isinstance(backend, LabBackend) else None
-    machines = list(backend.hosts.values()) if isinstance(backend, LabBackend) else []
     stages = configure_hosts(
         ROOT,
         topology,
-        lab_outputs,
+        backend.outputs(),
         platform.host_secrets(),
         triggers=[m.id for m in machines],  # a replaced host is configured again
         depends_on=[platform.tls, *machines],
@@ -56,5 +55,5 @@ if configure if configure is not None else backend_name == "lab":
 pulumi.export("topology", topology.topology.name)
 pulumi.export("inventory", platform.inventory())
 pulumi.export("cells", {name: cell.props for name, cell in platform.cells.items()})
-if isinstance(backend, LabBackend):
-    pulumi.export("lab", backend.outputs())
+if (access := backend.outputs()) is not None:
+    pulumi.export("lab", access)

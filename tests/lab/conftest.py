@@ -76,7 +76,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     names = LabNames(STACK)
     up = subprocess.run([str(HIVESTACK), "lab", "up", "--stack", STACK], capture_output=True, text=True)
     if up.returncode != 0:
-        pytest.fail(f"the lab could not come up (hivestack lab up --stack {STACK}):\n{up.stdout[-6000:]}\n{up.stderr}")
+        # What a failed bring-up made is removed before the suite fails: no host is left running.
+        down = subprocess.run([str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, text=True)
+        left = leftovers(names)
+        removed = "removed" if down.returncode == 0 and not any(left.values()) else f"NOT removed: {left}"
+        pytest.fail(
+            f"the lab could not come up (hivestack lab up --stack {STACK}); what it made was {removed}:\n"
+            f"{up.stdout[-6000:]}\n{up.stderr}"
+        )
     outputs = json.loads(pulumi("stack", "output", "--json", "--show-secrets", "--stack", STACK).stdout)
     ssh_config = tmp_path_factory.mktemp("ssh") / "config"
     ssh_config.write_text(
@@ -84,7 +91,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "  User root\n"
         f"  IdentityFile {outputs['lab']['ssh_key_file']}\n"
         f"  ProxyCommand ip netns exec {outputs['lab']['core_ns']} nc %h %p\n"
-        "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+        f"  StrictHostKeyChecking yes\n  UserKnownHostsFile {outputs['lab']['known_hosts_file']}\n  LogLevel ERROR\n"
     )
     yield Lab(STACK, names, load_topology(LAB_TOPOLOGY), outputs, ssh_config)
 

@@ -50,7 +50,7 @@ def test_latency_switch_updates_the_network_in_place():
 
 
 def test_inventory_groups_per_dc_role_pool_cell():
-    outputs = {"lab": {"core_ns": "hsabcd-core", "ssh_key_file": "/k"}}
+    outputs = {"lab": {"core_ns": "hsabcd-core", "ssh_key_file": "/k", "known_hosts_file": "/kh"}}
     inv = build(load_topology(LAB_TOPOLOGY), outputs)
     assert inv["dc_dc_a"]["hosts"] == ["a-db-1", "a-edge-1"]
     assert inv["role_db"]["hosts"] == ["a-db-1", "b-db-1", "c-db-1"]

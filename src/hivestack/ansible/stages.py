@@ -7,7 +7,7 @@ from typing import Any
 
 import pulumi
 
-from hivestack.ansible.inventory import build
+from hivestack.ansible.inventory import build, first_contact_record
 from hivestack.ansible.playbook import PlaybookRun, PlaybookRunArgs
 from hivestack.topology import LoadedTopology
 
@@ -25,7 +25,10 @@ def configure_hosts(
     depends_on: list[pulumi.Resource],
 ) -> list[PlaybookRun]:
     """One PlaybookRun per stage; the inventory is built from the topology and the lab's outputs (if any)."""
-    inventory = pulumi.Output.from_input(lab_outputs).apply(lambda lab: build(loaded, {"lab": lab} if lab else {}))
+    trust = first_contact_record(root, pulumi.get_stack())  # used where the lab did not make the hosts
+    inventory = pulumi.Output.from_input(lab_outputs).apply(
+        lambda lab: build(loaded, {"lab": lab} if lab else {}, trust)
+    )
     runs: list[PlaybookRun] = []
     for stage in STAGES:
         run = PlaybookRun(

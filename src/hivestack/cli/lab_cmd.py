@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -17,6 +18,8 @@ from hivestack.lab.names import LabNames
 from hivestack.topology import load_topology
 
 DEFAULT_STACK = "lab"
+# Said of a stack whose network exists but whose last `up` stopped before making everything.
+UNFINISHED = "(its last `up` did not finish: run `hivestack lab up --stack {stack}` again)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -98,12 +101,25 @@ def run_clean(args: argparse.Namespace, out: Console, err: Console) -> int:
     return OK
 
 
-def _dc_index(stack: str, dc: str) -> int:
+def _dc_index(stack: str, names: LabNames, dc: str) -> int:
     topology = load_topology(project.topology_path(stack), survivability=False).topology
-    names = [d.name for d in topology.datacenters]
-    if dc not in names:
-        raise CannotRun(f"unknown data center {dc!r} in stack {stack!r} (valid: {', '.join(names)})")
-    return names.index(dc)
+    dcs = [d.name for d in topology.datacenters]
+    if dc not in dcs:
+        raise CannotRun(f"unknown data center {dc!r} in stack {stack!r} (valid: {', '.join(dcs)})")
+    index = dcs.index(dc)
+    if index not in network.router_indexes(names):
+        raise CannotRun(
+            f"stack {stack!r} is partly made: {dc}'s router namespace is missing " + UNFINISHED.format(stack=stack)
+        )
+    return index
+
+
+def _host_address(stack: str, host: str) -> str:
+    """Where the host answers: the topology says, so a stack whose outputs were never written can still be served."""
+    placed = {h.name: h for h in load_topology(project.topology_path(stack), survivability=False).placement.hosts}
+    if host not in placed:
+        raise CannotRun(f"no host {host!r} in stack {stack!r}'s topology (valid: {', '.join(sorted(placed))})")
+    return str(placed[host].address)
 
 
 def run_fault(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -112,7 +128,7 @@ def run_fault(args: argparse.Namespace, out: Console, err: Console) -> int:
         raise CannotRun(f"lab stack {args.stack!r} is not up (hivestack lab up --stack {args.stack})")
     kind, target = args.kind, args.target
     if kind in ("cut", "partition", "gray", "restore"):
-        index = _dc_index(args.stack, target)
+        index = _dc_index(args.stack, names, target)
         {
             "cut": lambda: faults.cut_dc(names, index),
             "partition": lambda: faults.partition_dc(names, index),
@@ -121,18 +137,27 @@ def run_fault(args: argparse.Namespace, out: Console, err: Console) -> int:
         }[kind]()
     else:
         root = project.root()
+        address = _host_address(args.stack, target)
         if not hosts.state_dir(root, args.stack, target).is_dir():
-            raise CannotRun(f"no lab host {target!r} in stack {args.stack!r}")
+            raise CannotRun(
+                f"stack {args.stack!r} is partly made: host {target!r} was never created "
+                + UNFINISHED.format(stack=args.stack)
+            )
         if kind == "stop":
             hosts.stop(names, target)
         elif kind == "kill":
             hosts.kill(names, target)
         else:
             hosts.restart(names, root, target)
-            address = project.stack_outputs(args.stack)["inventory"][target]["address"]
-            hosts.wait_ready(network.mgmt_command(names), names, target, address)
+            hosts.wait_ready(network.mgmt_command(names), names, root, target, address)
     out.print(f"{kind} {target}: done")
     return OK
+
+
+def _host_state(root: Path, names: LabNames, host: str) -> str:
+    if hosts.is_running(names, host):
+        return "running"
+    return "stopped" if hosts.state_dir(root, names.stack, host).is_dir() else "never created"
 
 
 def run_status(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -140,19 +165,24 @@ def run_status(args: argparse.Namespace, out: Console, err: Console) -> int:
     up = network.network_exists(names)
     topology = load_topology(project.topology_path(args.stack), survivability=False)
     dcs = [dc.name for dc in topology.topology.datacenters]
+    routers = set(network.router_indexes(names)) if up else set()
     state = {
         "stack": args.stack,
         "network": up,
-        "hosts": {h.name: hosts.is_running(names, h.name) for h in topology.placement.hosts},
+        "routers_missing": [dc for i, dc in enumerate(dcs) if up and i not in routers],
+        "hosts": {h.name: _host_state(project.root(), names, h.name) for h in topology.placement.hosts},
         "faults": {dcs[i]: kind for i, kind in faults.active_faults(names).items()} if up else {},
     }
     if args.json:
         print(json.dumps(state, indent=2))
     else:
         out.print(f"stack {args.stack}: network {'up' if up else 'down'}")
-        for host, running in state["hosts"].items():
-            out.print(f"  {host}: {'running' if running else 'stopped'}")
+        if state["routers_missing"]:
+            missing = ", ".join(state["routers_missing"])
+            out.print(f"  partly made: no router for {missing} " + UNFINISHED.format(stack=args.stack), style="red")
+        for host, host_state in state["hosts"].items():
+            out.print(f"  {host}: {host_state}")
         for dc, kind in state["faults"].items():
             out.print(f"  fault: {dc} {kind}", style="red")
-    healthy = up and all(state["hosts"].values()) and not state["faults"]
-    return OK if healthy else FOUND_PROBLEM
+    healthy = up and not state["routers_missing"] and all(s == "running" for s in state["hosts"].values())
+    return OK if healthy and not state["faults"] else FOUND_PROBLEM

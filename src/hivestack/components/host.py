@@ -18,6 +18,15 @@ class HostBackend(Protocol):
 
     def provision(self, host: HostModel, parent: pulumi.Resource) -> None: ...
 
+    def ready(self) -> list[pulumi.Resource]:
+        """Called once every host is provisioned: what host configuration must wait for (and re-run when it is
+        replaced)."""
+        ...
+
+    def outputs(self) -> dict[str, object] | None:
+        """How to reach the hosts (exported as the stack output `lab`), or None when the inventory says it all."""
+        ...
+
 
 class BareMetal:
     """Existing servers listed in the inventory, reached over SSH by the playbooks: nothing to create, and a
@@ -26,6 +35,12 @@ class BareMetal:
     name = "baremetal"
 
     def provision(self, host: HostModel, parent: pulumi.Resource) -> None:
+        return None
+
+    def ready(self) -> list[pulumi.Resource]:
+        return []
+
+    def outputs(self) -> dict[str, object] | None:
         return None
 
 

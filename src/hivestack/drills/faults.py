@@ -130,7 +130,7 @@ class LabFaults:
             if not hosts.is_running(self.names, self.target):
                 hosts.restart(self.names, self.stack.root, self.target)
             address = self.stack.outputs["inventory"][self.target]["address"]
-            hosts.wait_ready(network.mgmt_command(self.names), self.names, self.target, address)
+            hosts.wait_ready(network.mgmt_command(self.names), self.names, self.stack.root, self.target, address)
             return started, time.time()
         return self._timed(lambda: lab_faults.restore_dc(self.names, self._dc_index()))
 

@@ -29,7 +29,7 @@ class Stack:
 
     @cached_property
     def inventory(self) -> dict[str, Any]:
-        return inventory.build(self.loaded, self.outputs)
+        return inventory.build(self.loaded, self.outputs, inventory.first_contact_record(self.root, self.name))
 
     @cached_property
     def platform(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from hivestack.lab.names import LabNames
-from hivestack.lab.providers import LabHostProvider, LabNetworkProvider, SshKeyPairProvider
+from hivestack.lab.providers import KnownHostsProvider, LabHostProvider, LabNetworkProvider, SshKeyPairProvider
 from hivestack.topology import Host, LoadedTopology
 
 
@@ -31,9 +31,18 @@ class SshKeyPair(Resource):
 
 class LabHost(Resource):
     netns: pulumi.Output[str]
+    host_key: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict[str, object], opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(LabHostProvider(), name, {**props, "netns": None, "base": None, "boot_seconds": None}, opts)
+        outs = {"netns": None, "base": None, "boot_seconds": None, "host_key": None}
+        super().__init__(LabHostProvider(), name, {**props, **outs}, opts)
+
+
+class KnownHosts(Resource):
+    """`hosts`: address -> public host key; written to `file` for every SSH client of the stack."""
+
+    def __init__(self, name: str, props: dict[str, object], opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(KnownHostsProvider(), name, props, opts)
 
 
 class LabBackend:
@@ -49,6 +58,8 @@ class LabBackend:
         self.dc_index = {dc.name: i for i, dc in enumerate(topology.datacenters)}
         self.prefixlen = {dc.name: dc.subnet.prefixlen for dc in topology.datacenters}
         self.key_file = root / ".hivestack" / "lab" / stack / "ssh" / "id_ed25519"
+        self.known_hosts_file = self.key_file.with_name("known_hosts")
+        self.addresses = {h.name: str(h.address) for h in loaded.placement.hosts}
         self.network = LabNetwork(
             "lab-network",
             {
@@ -81,5 +92,16 @@ class LabBackend:
             pulumi.ResourceOptions(parent=parent, depends_on=[self.network]),
         )
 
-    def outputs(self) -> dict[str, object]:
-        return {"core_ns": self.network.core_ns, "mgmt": self.network.mgmt, "ssh_key_file": str(self.key_file)}
+    def ready(self) -> list[pulumi.Resource]:
+        """The hosts, and the known_hosts file that lists each host's address with the key it was made with."""
+        keys = {self.addresses[name]: host.host_key for name, host in self.hosts.items()}
+        known = KnownHosts("lab-known-hosts", {"file": str(self.known_hosts_file), "hosts": keys})
+        return [*self.hosts.values(), known]
+
+    def outputs(self) -> dict[str, object] | None:
+        return {
+            "core_ns": self.network.core_ns,
+            "mgmt": self.network.mgmt,
+            "ssh_key_file": str(self.key_file),
+            "known_hosts_file": str(self.known_hosts_file),
+        }

@@ -29,10 +29,12 @@ SSHD_PER_CONNECTION = {
     "hivestack-sshd.socket": "[Socket]\nListenStream=22\nAccept=yes\n\n[Install]\nWantedBy=sockets.target\n",
     "hivestack-sshd@.service": (
         "[Service]\nRuntimeDirectory=sshd\nRuntimeDirectoryPreserve=yes\n"
-        "ExecStartPre=/usr/bin/ssh-keygen -A\nExecStart=-/usr/sbin/sshd -i\nStandardInput=socket\n"
+        "ExecStart=-/usr/sbin/sshd -i\nStandardInput=socket\n"
     ),
 }
 WHEELS = "http://100.64.0.1:3141/"
+# The host key Ansible, the tests and the drills verify (every SSH client here offers ed25519 first).
+HOST_KEY = "etc/ssh/ssh_host_ed25519_key"
 
 
 class HostError(RuntimeError):
@@ -136,11 +138,27 @@ def _personalize(spec: HostSpec, merged: Path) -> None:
         wants.mkdir(exist_ok=True)
         if not (wants / "hivestack-sshd.socket").is_symlink():
             (wants / "hivestack-sshd.socket").symlink_to("/etc/systemd/system/hivestack-sshd.socket")
+    _make_host_keys(merged)
     (etc / "hivestack").mkdir(exist_ok=True)
     (etc / "hivestack" / "host.json").write_text(json.dumps({"name": spec.name, **spec.facts}, indent=1) + "\n")
     (etc / "apt" / "apt.conf.d" / "01hivestack-proxy").write_text(f'Acquire::http::Proxy "{APT_PROXY}";\n')
     # PyPI for hosts: wheels built on this machine, as production installs from an internal index.
     (etc / "pip.conf").write_text(f"[global]\nno-index = true\nfind-links = {WHEELS}\ntrusted-host = 100.64.0.1\n")
+
+
+def _make_host_keys(merged: Path) -> None:
+    """The host's SSH identity, made natively on this machine when its overlay is made (once: a reboot keeps it).
+
+    Left to the host, an emulated arm64 host spends its first boot making keys under qemu (the RSA key alone took
+    46 s), and nobody outside would know which keys to expect. Made here, the inventory verifies them."""
+    if not (merged / HOST_KEY).exists():
+        subprocess.run(["ssh-keygen", "-q", "-A", "-f", str(merged)], check=True, capture_output=True)
+
+
+def host_key(root: Path, stack: str, host: str) -> str:
+    """The host's ed25519 public key (`ssh-ed25519 AAAA...`), as known_hosts lists it."""
+    line = (state_dir(root, stack, host) / "upper" / f"{HOST_KEY}.pub").read_text().split()
+    return f"{line[0]} {line[1]}"
 
 
 def start(spec: HostSpec, root: Path) -> int:
@@ -276,11 +294,44 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def wait_ready(mgmt: list[str], names: LabNames, host: str, address: str, timeout: float = 90.0) -> float:
+# A boot that shows no progress for this long is stuck; one that keeps progressing may take up to BOOT_LIMIT_S
+# (an emulated host on busy cores boots slowly, but steadily).
+BOOT_STALL_S = 60.0
+BOOT_LIMIT_S = 600.0
+
+
+@dataclass
+class _BootProgress:
+    """Signs that a booting host is getting somewhere: its console grows, its set of processes changes."""
+
+    console: Path
+    pids: tuple[int, ...] = ()
+    console_size: int = 0
+    last_change: float = 0.0
+
+    def observe(self, names: LabNames, host: str, now: float) -> None:
+        pids = tuple(cgroup_pids(names, host))
+        size = self.console.stat().st_size if self.console.exists() else 0
+        if pids != self.pids or size != self.console_size:
+            self.pids, self.console_size, self.last_change = pids, size, now
+
+    def describe(self, now: float) -> str:
+        lines = self.console.read_text(errors="replace").splitlines() if self.console.exists() else []
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "nothing")
+        return (
+            f"last sign of progress {now - self.last_change:.0f} s ago; {len(self.pids)} processes in the host; "
+            f"its console's last line: {last[-160:]!r}"
+        )
+
+
+def wait_ready(mgmt: list[str], names: LabNames, root: Path, host: str, address: str) -> float:
     """Poll until the host's sshd greets over the management path; returns the seconds it took.
 
-    Raises HostDied at once if the host's nspawn process exits meanwhile."""
+    Waits as long as the boot progresses (up to BOOT_LIMIT_S), gives up after BOOT_STALL_S without progress and
+    then says what it was waiting for and what it last saw. Raises HostDied at once if the host's nspawn process
+    exits meanwhile."""
     start = time.monotonic()
+    progress = _BootProgress(state_dir(root, names.stack, host) / "console.log", last_change=start)
     while True:
         probe = subprocess.run(
             [*mgmt, "nc", "-w", "1", address, "22"],
@@ -293,8 +344,12 @@ def wait_ready(mgmt: list[str], names: LabNames, host: str, address: str, timeou
         alive, status = _started_process_state(names, host)
         if not alive:
             raise HostDied(f"{host}: its nspawn process exited while booting (exit status {status})")
-        if time.monotonic() - start > timeout:
-            raise HostError(f"{host}: sshd at {address} did not answer within {timeout:.0f} s")
+        now = time.monotonic()
+        progress.observe(names, host, now)
+        if now - progress.last_change > BOOT_STALL_S or now - start > BOOT_LIMIT_S:
+            raise HostError(
+                f"{host}: waited {now - start:.0f} s for sshd's greeting at {address}:22; {progress.describe(now)}"
+            )
         time.sleep(0.1)
 
 

@@ -87,6 +87,38 @@ def _write_private(path: Path, private: str) -> None:
     path.write_text(private)
 
 
+class KnownHostsProvider(ResourceProvider):
+    """The stack's known_hosts file (0644, beside its SSH key): every host's address and the key it was made with.
+
+    SSH clients (Ansible, the tests, the drills) verify hosts against it instead of trusting whatever answers."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        _write_known_hosts(Path(props["file"]), props["hosts"])
+        return CreateResult(id_=props["file"], outs=props)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        if not Path(props["file"]).exists():
+            _write_known_hosts(Path(props["file"]), props["hosts"])
+        return ReadResult(id_=id_, outs=props)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = ["file"] if olds.get("file") != news.get("file") else []
+        return DiffResult(changes=bool(replaces) or olds.get("hosts") != news.get("hosts"), replaces=replaces)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        _write_known_hosts(Path(news["file"]), news["hosts"])
+        return UpdateResult(outs=news)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        Path(props["file"]).unlink(missing_ok=True)
+
+
+def _write_known_hosts(path: Path, known: dict[str, str]) -> None:
+    """`known`: address -> public key ("ssh-ed25519 AAAA...")."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text("".join(f"{address} {key}\n" for address, key in sorted(known.items())))
+
+
 class LabHostProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         names = LabNames(props["stack"])
@@ -111,7 +143,13 @@ class LabHostProvider(ResourceProvider):
         ready = self._boot(spec, root)
         return CreateResult(
             id_=f"{names.tag}/{props['name']}",
-            outs={**props, "netns": netns, "base": str(base), "boot_seconds": round(ready, 2)},
+            outs={
+                **props,
+                "netns": netns,
+                "base": str(base),
+                "boot_seconds": round(ready, 2),
+                "host_key": hosts.host_key(root, props["stack"], props["name"]),
+            },
         )
 
     @staticmethod
@@ -120,7 +158,7 @@ class LabHostProvider(ResourceProvider):
         for attempt in range(1, attempts + 1):
             hosts.start(spec, root)
             try:
-                return hosts.wait_ready(network.mgmt_command(spec.names), spec.names, spec.name, spec.address)
+                return hosts.wait_ready(network.mgmt_command(spec.names), spec.names, root, spec.name, spec.address)
             except hosts.HostDied:
                 if attempt == attempts:
                     raise
@@ -132,7 +170,10 @@ class LabHostProvider(ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         if not hosts.is_running(LabNames(props["stack"]), props["name"]):
             return ReadResult(id_=None, outs={})
-        return ReadResult(id_=id_, outs=props)
+        # The key is read back from the host's overlay: the state never vouches for a key the host lost.
+        return ReadResult(
+            id_=id_, outs={**props, "host_key": hosts.host_key(Path(props["root"]), props["stack"], props["name"])}
+        )
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         keys = ("stack", "root", "name", "dc_index", "dc", "pool", "address", "prefixlen", "arch", "authorized_key")

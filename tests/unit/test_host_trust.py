@@ -1,0 +1,74 @@
+"""SSH host keys are verified everywhere: the lab's against the keys it made, other servers' on first contact."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hivestack.ansible.inventory import build, first_contact_record
+from hivestack.lab import hosts
+from hivestack.lab.providers import KnownHostsProvider
+from hivestack.topology import load_topology
+from tests.conftest import LAB_TOPOLOGY
+
+pytestmark = pytest.mark.unit
+
+
+def _options(hostvars: dict[str, object]) -> dict[str, str]:
+    words = shlex.split(str(hostvars["ansible_ssh_common_args"]))
+    return dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("ProxyCommand"))
+
+
+def test_lab_hosts_are_held_to_the_keys_the_lab_made() -> None:
+    lab = {"core_ns": "hsabcd-core", "ssh_key_file": "/k", "known_hosts_file": "/state/known_hosts"}
+    loaded = load_topology(LAB_TOPOLOGY)
+    hostvars = build(loaded, {"lab": lab})["_meta"]["hostvars"]
+    assert set(hostvars) == {h.name for h in loaded.placement.hosts}
+    for hv in hostvars.values():
+        assert _options(hv)["StrictHostKeyChecking"] == "yes"
+        assert _options(hv)["UserKnownHostsFile"] == "/state/known_hosts"
+
+
+def test_other_servers_are_recorded_on_first_contact_per_stack(tmp_path: Path) -> None:
+    trust = first_contact_record(tmp_path, "prod")
+    hostvars = build(load_topology(LAB_TOPOLOGY), {}, trust)["_meta"]["hostvars"]
+    for hv in hostvars.values():
+        assert _options(hv) == {
+            "StrictHostKeyChecking": "accept-new",
+            "UserKnownHostsFile": str(tmp_path / ".hivestack" / "ssh" / "prod" / "known_hosts"),
+            "LogLevel": "ERROR",
+        }
+
+
+def test_host_keys_are_made_natively_once_and_read_back(tmp_path: Path) -> None:
+    host_dir = hosts.state_dir(tmp_path, "lab", "h1") / "upper"
+    (host_dir / "etc" / "ssh").mkdir(parents=True)
+    hosts._make_host_keys(host_dir)
+    first = hosts.host_key(tmp_path, "lab", "h1")
+    assert first.startswith("ssh-ed25519 ")
+    hosts._make_host_keys(host_dir)  # a reboot on the kept overlay keeps the identity
+    assert hosts.host_key(tmp_path, "lab", "h1") == first
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(host_dir / f"{hosts.HOST_KEY}.pub")], capture_output=True, text=True, check=True
+    )
+    assert "ED25519" in fingerprint.stdout
+
+
+def test_known_hosts_file_lists_every_host_and_follows_changes(tmp_path: Path) -> None:
+    file = tmp_path / "ssh" / "known_hosts"
+    provider = KnownHostsProvider()
+    props = {"file": str(file), "hosts": {"10.0.0.2": "ssh-ed25519 BBB", "10.0.0.1": "ssh-ed25519 AAA"}}
+    provider.create(props)
+    assert file.read_text() == "10.0.0.1 ssh-ed25519 AAA\n10.0.0.2 ssh-ed25519 BBB\n"
+    news = {**props, "hosts": {"10.0.0.1": "ssh-ed25519 CCC"}}
+    assert provider.diff("id", props, news).changes
+    provider.update("id", props, news)
+    assert file.read_text() == "10.0.0.1 ssh-ed25519 CCC\n"
+    file.unlink()
+    provider.read("id", news)  # a deleted file is written again from the state
+    assert file.read_text() == "10.0.0.1 ssh-ed25519 CCC\n"
+    provider.delete("id", news)
+    assert not file.exists()
