@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_up(args: argparse.Namespace, out: Console, err: Console) -> int:
     project.topology_path(args.stack)  # fails early and clearly on an unknown stack
     project.select_stack(args.stack)
+    _clear_stale_locks(args.stack, out)
     start = time.monotonic()
     proc = project.pulumi("up", "--yes", "--refresh", "--policy-pack", "policies", "--stack", args.stack)
     if proc.returncode != 0:
@@ -78,9 +79,16 @@ def _print_where(stack: str, outputs: dict[str, Any], out: Console) -> None:
         out.print(f"inventory: HIVESTACK_STACK={stack} .venv/bin/ansible-inventory -i inventories/lab --graph")
 
 
+def _clear_stale_locks(stack: str, out: Console) -> None:
+    """A run that was killed leaves its lock behind, and Pulumi would refuse every later run: the next one goes on."""
+    for lock in project.clear_stale_locks(stack):
+        out.print(f"removed the lock of an interrupted run (pid {lock.pid}, {lock.timestamp}, gone): {lock.path}")
+
+
 def run_down(args: argparse.Namespace, out: Console, err: Console) -> int:
     project.topology_path(args.stack)
     project.select_stack(args.stack)
+    _clear_stale_locks(args.stack, out)
     proc = project.pulumi("destroy", "--yes", "--stack", args.stack)
     if proc.returncode != 0:
         err.print(f"error: pulumi destroy failed (exit {proc.returncode}); `hivestack lab clean` removes leftovers")

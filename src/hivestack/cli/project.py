@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +54,43 @@ def stack_outputs(stack: str) -> dict[str, Any]:
     if proc.returncode != 0:
         raise CannotRun(f"cannot read the outputs of stack {stack!r}: {proc.stderr.strip()}")
     return json.loads(proc.stdout or "{}")
+
+
+@dataclass(frozen=True)
+class StaleLock:
+    path: Path
+    pid: int
+    timestamp: str
+
+
+def backend_dir() -> Path:
+    """The file backend scripts/pulumi uses (HIVESTACK_BACKEND_DIR, default .hivestack/state)."""
+    return Path(os.environ.get("HIVESTACK_BACKEND_DIR") or root() / ".hivestack" / "state")
+
+
+def clear_stale_locks(stack: str) -> list[StaleLock]:
+    """Remove the stack's locks whose Pulumi process, on this machine, is gone (a run that was killed or lost its
+    session); a lock of a live process, or of another machine, is left alone. Returns what was removed."""
+    removed = []
+    here = socket.gethostname()
+    for path in sorted((backend_dir() / ".pulumi" / "locks").glob(f"**/{stack}/*.json")):
+        try:
+            lock = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        pid = lock.get("pid")
+        if lock.get("hostname") != here or not isinstance(pid, int) or _alive(pid):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(StaleLock(path, pid, str(lock.get("timestamp", "?"))))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
