@@ -1,5 +1,5 @@
 """`hivestack drift` on the lab: clean when nothing changed; a hand-edited file, a stopped service and a host gone
-are each found and named; exit codes 0 / 1 as CONVENTIONS asks."""
+are each found and named; exit codes 0 / 1 as docs/conventions.md defines them."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)  # usage errors exit 2, as CONVENTIONS.md asks
+    args = parser().parse_args(argv)  # usage errors exit 2 (docs/conventions.md)
     # Wide output when piped (CI logs), the terminal's width otherwise.
     width = None if sys.stdout.isatty() else 160
     out, err = Console(width=width), Console(stderr=True, width=width)
