@@ -1,9 +1,11 @@
 """Cells on the lab: `pulumi up` from zero to serving, a no-op `up`, gateway overhead, writes/s from every DC.
 
-Gateway overhead runs the load client on an edge host against its own gateway (:8080) and straight against the
-ledger of cell 0 on the same host, so both paths share everything but the HTTP hop through HAProxy. The
-all-DCs run drives every gateway at once from the lab's core namespace. Uses the `lab` stack by default (it is
-destroyed and rebuilt); do not point it at `labtest` while the test suite runs.
+Everything goes over HTTPS, verified as customers and gateways verify it. Gateway overhead runs the load client on
+an edge host against its own gateway's front door and straight against the ledger of cell 0 on the same host (with
+the gateway's client certificate, as HAProxy calls it), so both paths share everything but the hop through HAProxy:
+its TLS termination, routing and its own TLS to the ledger. The all-DCs run drives every gateway at once from the
+lab's core namespace. Uses the `lab` stack by default (it is destroyed and rebuilt); do not point it at `labtest`
+while the test suite runs.
 Usage: `.venv/bin/python benchmarks/cells.py [--stack lab] [--duration 10] [--keep]`.
 """
 
@@ -13,6 +15,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,18 @@ from rich.table import Table
 
 from hivestack.ansible.platform_vars import platform_vars
 from hivestack.topology import load_topology
+from hivestack.topology.ports import BY_NAME
+from hivestack.topology.trust import GATEWAY
 
 ROOT = Path(__file__).resolve().parent.parent
 HIVESTACK = ROOT / ".venv" / "bin" / "hivestack"
 LOAD = ROOT / "src" / "hivestack" / "ledger" / "load.py"
 SERVING_DEADLINE_S = 120
+FRONT_DOOR = BY_NAME["gateway-https"].port
+# On an edge host (see playbooks/roles/gateway/defaults/main.yml): the CA its customers check it with, and the
+# identity HAProxy presents to ledgers, with the CA it checks them with.
+EDGE_GATEWAY_CA = "/etc/hivestack/tls/gateway/frontend/ca.pem"
+EDGE_LEDGER_CLIENT = "/etc/hivestack/tls/ledger/gateway"
 
 
 def pulumi(stack: str, *args: str) -> str:
@@ -48,15 +58,28 @@ def load_summary(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return json.loads(proc.stdout)
 
 
-def serving(core_ns: str, gateways: list[dict], customer: int) -> bool:
+def gateway_ca(stack: str, directory: Path) -> str:
+    """The gateways' CA (a public stack output) in a file the load client reads."""
+    path = directory / "gateway-ca.pem"
+    path.write_text(json.loads(pulumi(stack, "stack", "output", "ca_certs", "--json"))[GATEWAY])
+    return str(path)
+
+
+def front_door(gateway: dict) -> str:
+    return f"https://{gateway['address']}:{FRONT_DOOR}"
+
+
+def serving(core_ns: str, gateways: list[dict], customer: int, ca_file: str) -> bool:
     """Every gateway answers a write for `customer` with 2xx."""
     for g in gateways:
         probe = in_core(
             core_ns,
             sys.executable,
             str(LOAD),
+            "--ca-file",
+            ca_file,
             "--target",
-            f"{g['dc']}=http://{g['address']}:8080",
+            f"{g['dc']}={front_door(g)}",
             "--customers",
             f"{customer}-{customer}",
             "--setup-accounts",
@@ -82,14 +105,16 @@ def main() -> None:
     gateways = variables["hivestack_gateways"]
     first_cell = variables["hivestack_all_cells"][0]
     rows: list[tuple[str, str]] = []
+    scratch = tempfile.TemporaryDirectory(prefix="hivestack-cells-")  # removed when the run ends
 
     if not args.keep:
         subprocess.run([str(HIVESTACK), "lab", "down", "--stack", args.stack], stdout=subprocess.DEVNULL, check=False)
         start = time.monotonic()
         subprocess.run([str(HIVESTACK), "lab", "up", "--stack", args.stack], stdout=subprocess.DEVNULL, check=True)
         core_ns = json.loads(pulumi(args.stack, "stack", "output", "lab", "--json"))["core_ns"]
+        ca_file = gateway_ca(args.stack, Path(scratch.name))
         deadline = time.monotonic() + SERVING_DEADLINE_S
-        while not serving(core_ns, gateways, first_cell["range_start"]):
+        while not serving(core_ns, gateways, first_cell["range_start"], ca_file):
             if time.monotonic() > deadline:
                 sys.exit("pulumi up finished but the platform does not serve")
             time.sleep(0.5)
@@ -97,6 +122,7 @@ def main() -> None:
                      f"{time.monotonic() - start:.0f} s"))  # fmt: skip
     lab = json.loads(pulumi(args.stack, "stack", "output", "lab", "--json"))
     core_ns, key = lab["core_ns"], lab["ssh_key_file"]
+    ca_file = gateway_ca(args.stack, Path(scratch.name))
 
     start = time.monotonic()
     out = pulumi(args.stack, "up", "--yes", "--non-interactive", "--policy-pack", "policies")
@@ -110,24 +136,27 @@ def main() -> None:
     subprocess.run(["ip", "netns", "exec", core_ns, *ssh, "cat > /tmp/hivestack-load.py"], input=LOAD.read_text(),
                    text=True, check=True)  # fmt: skip
     customers = f"{first_cell['range_start']}-{first_cell['range_end'] - 1}"
-    paths = {
-        "through the gateway": "http://127.0.0.1:8080",
-        "straight to the ledger": f"http://127.0.0.1:{first_cell['ports']['ledger-http']}",
+    paths = {  # the host's own address: its certificates name no loopback address
+        "through the gateway (HTTPS)": f"--target x={front_door(edge)} --ca-file {EDGE_GATEWAY_CA}",
+        "straight to the ledger (HTTPS)": (
+            f"--target x=https://{edge['address']}:{first_cell['ports']['ledger-http']} "
+            f"--ca-file {EDGE_LEDGER_CLIENT}/ca.pem --cert-file {EDGE_LEDGER_CLIENT}/host-bundle.pem"
+        ),
     }
-    for label, url in paths.items():
+    for label, target in paths.items():
         summary = load_summary(
-            in_core(core_ns, *ssh, f"python3 /tmp/hivestack-load.py --target x={url} --customers {customers} "
+            in_core(core_ns, *ssh, f"python3 /tmp/hivestack-load.py {target} --customers {customers} "
                     f"--sample 200 --setup-accounts --workers {args.workers} --duration {args.duration}")
         )["total"]  # fmt: skip
         rows.append((f"{edge['name']} {label}: p50 / p99 / throughput",
                      f"{summary['p50_ms']:.1f} / {summary['p99_ms']:.1f} ms / {summary['ok_rps']:.0f} writes/s"
                      f" ({summary['count'] - summary['ok']} errors)"))  # fmt: skip
 
-    targets = [arg for g in gateways for arg in ("--target", f"{g['dc']}=http://{g['address']}:8080")]
+    targets = [arg for g in gateways for arg in ("--target", f"{g['dc']}={front_door(g)}")]
     space = loaded.topology.routing.space
     everywhere = load_summary(
-        in_core(core_ns, sys.executable, str(LOAD), *targets, "--customers", f"0-{space - 1}", "--sample", "600",
-                "--setup-accounts", "--workers", str(args.workers), "--duration", str(args.duration))
+        in_core(core_ns, sys.executable, str(LOAD), *targets, "--ca-file", ca_file, "--customers", f"0-{space - 1}",
+                "--sample", "600", "--setup-accounts", "--workers", str(args.workers), "--duration", str(args.duration))
     )  # fmt: skip
     for dc, stats in everywhere["targets"].items():
         rows.append((f"all DCs at once, via the {dc} gateway: writes/s (p50 / p99)",

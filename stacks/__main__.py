@@ -48,12 +48,14 @@ if configure if configure is not None else backend_name == "lab":
         backend.outputs(),
         platform.host_secrets(),
         triggers=[m.id for m in machines],  # a replaced host is configured again
-        depends_on=[platform.tls, *machines],
+        depends_on=[*platform.tls.values(), *machines],
     )
     pulumi.export("configured", {stage: run.changed for stage, run in zip(STAGES, stages, strict=True)})
 
 pulumi.export("topology", topology.topology.name)
 pulumi.export("inventory", platform.inventory())
 pulumi.export("cells", {name: cell.props for name, cell in platform.cells.items()})
+# Public: clients outside the platform (load clients, checks, drills) verify its services with these.
+pulumi.export("ca_certs", platform.ca_certs())
 if (access := backend.outputs()) is not None:
     pulumi.export("lab", access)

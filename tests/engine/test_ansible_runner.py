@@ -40,7 +40,7 @@ def test_static_inventory_keeps_groups_hostvars_and_group_vars(tmp_path: Path):
     from hivestack.topology import load_topology
     from tests.conftest import LAB_TOPOLOGY
 
-    lab = {"ssh_key_file": "/x/id", "core_ns": "hs-core-t"}
+    lab = {"ssh_key_file": "/x/id", "core_ns": "hs-core-t", "mgmt": "100.64.0.1", "known_hosts_file": "/x/kh"}
     dynamic = build(load_topology(LAB_TOPOLOGY), {"lab": lab})
     dynamic["dc_dc_a"]["vars"] = {"dc_vip": "10.1.0.254"}
     dynamic["dcs"] = {"children": ["dc_dc_a", "dc_dc_b"]}  # a group of groups

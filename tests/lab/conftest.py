@@ -24,6 +24,12 @@ from tests.conftest import LAB_TOPOLOGY, ROOT
 # HIVESTACK_TEST_STACK points the lab tests at another stack (it is brought up, then destroyed).
 STACK = os.environ.get("HIVESTACK_TEST_STACK", "labtest")
 HIVESTACK = ROOT / ".venv" / "bin" / "hivestack"
+# etcdctl on an etcd host, a client of the platform CA. With `--user NAME` and no password it reads the password as a
+# line of stdin (after the new password that `user add` and `user passwd` read first): never on a command line.
+ETCDCTL = (
+    "ETCDCTL_API=3 ETCDCTL_CACERT=/etc/hivestack/tls/ca.pem ETCDCTL_CERT=/etc/hivestack/tls/host.pem "
+    "ETCDCTL_KEY=/etc/hivestack/tls/host-key.pem etcdctl"
+)
 
 
 @dataclass
@@ -49,6 +55,41 @@ class Lab:
         if check and proc.returncode != 0:
             pytest.fail(f"hivestack {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr}")
         return proc
+
+    def pulumi(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = pulumi(*args, "--stack", self.stack)
+        if proc.returncode != 0:
+            pytest.fail(f"pulumi {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr}")
+        return proc
+
+    def generated_secrets(self) -> dict[str, str]:
+        """The stack's generated passwords by purpose ("etcd root user", "cell-a database admin", ...)."""
+        state = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)
+        # An exported secret is an envelope whose `plaintext` is the value as JSON.
+        return {
+            r["outputs"]["purpose"]: json.loads(r["outputs"]["secret"]["plaintext"])
+            for r in state["deployment"]["resources"]
+            if "purpose" in r.get("outputs", {})
+        }
+
+    def rerun_stages(self, *stages: str) -> dict[str, int]:
+        """Run these playbook stages again (`up --replace` of their PlaybookRuns); the tasks each one changed."""
+        state = json.loads(self.pulumi("stack", "export").stdout)
+        urns = [
+            r["urn"]
+            for r in state["deployment"]["resources"]
+            if r["urn"].rsplit("::", 1)[-1] in {f"configure-{s}" for s in stages}
+        ]
+        assert len(urns) == len(stages), f"stages {stages}: found {urns}"
+        self.pulumi("up", "--yes", "--non-interactive", *[arg for u in urns for arg in ("--replace", u)])
+        configured = json.loads(self.pulumi("stack", "output", "configured", "--json").stdout)
+        return {s: configured[s] for s in stages}
+
+    def ssh(self, host: str, command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        """`command` on `host`, with `stdin` as its input: a secret goes there, never into `command` (which `ps`
+        shows on both ends)."""
+        argv = ["ssh", "-F", str(self.ssh_config), f"root@{self.address(host)}", command]
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120)
 
 
 def leftovers(names: LabNames) -> dict[str, list[str]]:

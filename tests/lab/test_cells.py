@@ -18,6 +18,7 @@ from hivestack.ansible.platform_vars import platform_vars
 from hivestack.engines import engine_for
 from hivestack.topology.model import Role
 from tests.conftest import ROOT
+from tests.lab.conftest import ETCDCTL
 
 pytestmark = pytest.mark.lab
 DEADLINE_S = 90
@@ -110,49 +111,42 @@ def test_services_are_running_and_enabled(lab, remote, platform):
             assert service.is_running and service.is_enabled, f"{host.name}: {unit}"
 
 
-def test_firewall_drops_what_the_ports_matrix_does_not_allow(lab, remote):
+def test_firewall_drops_what_the_ports_matrix_does_not_allow(lab, remote, platform):
     edge = next(h for h in lab.topology.placement.hosts if Role.gateway in h.roles)
     db = next(h for h in lab.topology.placement.hosts if Role.db in h.roles and h.dc == edge.dc)
+    ports = next(c["ports"] for c in platform["hivestack_all_cells"] if c["name"] == db.cells[0])
     # Gateways reach database health endpoints; a database host never reaches a gateway's database frontend port.
-    ok = remote[edge.name].run(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{db.address}/9200'")
-    refused = remote[db.name].run(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{edge.address}/6032'")
+    ok = remote[edge.name].run(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{db.address}/{ports['db-health']}'")
+    refused = remote[db.name].run(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{edge.address}/{ports['gateway-db']}'")
     assert ok.rc == 0 and refused.rc != 0
 
 
 @pytest.fixture(scope="module")
 def secrets(lab) -> dict[str, str]:
-    """The generated passwords, by purpose, from the stack's state."""
-    state = json.loads(pulumi(lab, "stack", "export", "--show-secrets").stdout)
-    # An exported secret is an envelope whose `plaintext` is the value as JSON.
-    return {
-        r["outputs"]["purpose"]: json.loads(r["outputs"]["secret"]["plaintext"])
-        for r in state["deployment"]["resources"]
-        if "purpose" in r.get("outputs", {})
-    }
-
-
-def pulumi(lab, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [str(ROOT / "scripts" / "pulumi"), *args, "--stack", lab.stack], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    return proc
+    return lab.generated_secrets()
 
 
 def test_plaintext_clients_are_refused(lab, remote, shell, platform, engine, secrets):
     cell = platform["hivestack_all_cells"][0]
     member = engine.members(cell)[0]
+    # The password is an option file read from stdin: never on a command line (ps shows ssh's and the host shell's).
     password = secrets[f"{cell['name']} database admin"]
-    host = remote[member.host]
-    base = f"mariadb -h {member.address} -P {member.port} -u hivestack_admin -p'{password}' -N -e 'SELECT 1'"
+    login = f"[client]\npassword={password}\n"
+    base = (
+        f"mariadb --defaults-extra-file=/dev/stdin -h {member.address} -P {member.port} -u hivestack_admin"
+        " -N -e 'SELECT 1'"
+    )
     # The same credentials: refused in plaintext (REQUIRE SSL answers 1045 before require_secure_transport
     # would), accepted over TLS with the platform CA.
-    plain = host.run(f"{base} --skip-ssl")
-    assert plain.rc != 0 and ("insecure transport" in plain.stderr or "ERROR 1045" in plain.stderr), plain.stderr
-    assert host.run(f"{base} --ssl --ssl-ca=/etc/hivestack/tls/ca.pem").stdout.strip() == "1"
+    plain = lab.ssh(member.host, f"{base} --skip-ssl", stdin=login)
+    refused = "insecure transport" in plain.stderr or "ERROR 1045" in plain.stderr
+    assert plain.returncode != 0 and refused, plain.stderr
+    tls = lab.ssh(member.host, f"{base} --ssl --ssl-ca=/etc/hivestack/tls/ca.pem", stdin=login)
+    assert tls.stdout.strip() == "1", tls.stderr
     assert engine.query(member, shell, "SELECT @@require_secure_transport") == [["1"]]
     etcd = platform["hivestack_etcd_members"][0]
-    assert remote[etcd["name"]].run(f"etcdctl --endpoints=http://{etcd['address']}:2379 get x").rc != 0
+    client_port = platform["hivestack_ports"]["etcd-client"]
+    assert remote[etcd["name"]].run(f"etcdctl --endpoints=http://{etcd['address']}:{client_port} get x").rc != 0
 
 
 def test_each_cell_has_every_member_in_the_primary_component_and_writes_at_home(lab, shell, platform, engine):
@@ -160,8 +154,8 @@ def test_each_cell_has_every_member_in_the_primary_component_and_writes_at_home(
     for cell in platform["hivestack_all_cells"]:
         members = engine.members(cell)
         states = [engine.state(m, shell) for m in members]
-        assert all(s.in_primary and s.safe_to_write for s in states), states
-        assert {s.cluster_size for s in states} == {len(members)}
+        assert all(s.in_quorum and s.synced and s.safe_to_write for s in states), states
+        assert {s.group_size for s in states} == {len(members)}
         assert len({m.dc for m in members}) == len(members), "one member per DC"
         writer = engine.writer(cell, shell)
         assert writer is not None and writer.dc == cell["home"]
@@ -242,11 +236,8 @@ def served_cell(lab, gateways: list[dict], customer: int) -> set[str]:
 def test_moving_a_range_in_etcd_reroutes_every_gateway_without_a_reload(lab, remote, platform, secrets):
     first, second = platform["hivestack_all_cells"][:2]
     gateways = platform["hivestack_gateways"]
-    etcd = remote[platform["hivestack_etcd_members"][0]["name"]]
-    env = (
-        "ETCDCTL_API=3 ETCDCTL_CACERT=/etc/hivestack/tls/ca.pem ETCDCTL_CERT=/etc/hivestack/tls/host.pem "
-        f"ETCDCTL_KEY=/etc/hivestack/tls/host-key.pem ETCDCTL_USER=root ETCDCTL_PASSWORD='{secrets['etcd root user']}'"
-    )
+    etcd = platform["hivestack_etcd_members"][0]["name"]
+    login = f"{secrets['etcd root user']}\n"
     prefix = "/hivestack/gns/ranges/"
     start, end = first["range_start"], first["range_end"]
     split = end - 100
@@ -255,8 +246,9 @@ def test_moving_a_range_in_etcd_reroutes_every_gateway_without_a_reload(lab, rem
         return f"put {prefix}{a:010d} " + json.dumps({"start": a, "end": b, "cell": cell}, separators=(",", ":"))
 
     def txn(*requests: str) -> None:
-        body = "\\n".join(["", *requests, "", ""])
-        etcd.check_output(f"printf '{body}\\n' | {env} etcdctl txn")
+        body = "\n".join(["", *requests, "", ""]) + "\n"
+        proc = lab.ssh(etcd, f"{ETCDCTL} --user=root txn", stdin=login + body)
+        assert proc.returncode == 0 and "SUCCESS" in proc.stdout, proc.stdout + proc.stderr
 
     pids = {g["name"]: remote[g["name"]].check_output("systemctl show -p MainPID --value haproxy") for g in gateways}
     moved = end - 50
@@ -279,17 +271,8 @@ def test_moving_a_range_in_etcd_reroutes_every_gateway_without_a_reload(lab, rem
 
 
 def test_running_the_cell_stages_again_changes_nothing(lab):
-    state = json.loads(pulumi(lab, "stack", "export").stdout)
     stages = ("database", "gateway", "ledger")
-    urns = [
-        r["urn"]
-        for r in state["deployment"]["resources"]
-        if r["urn"].rsplit("::", 1)[-1] in {f"configure-{s}" for s in stages}
-    ]
-    assert len(urns) == len(stages)
-    pulumi(lab, "up", "--yes", "--non-interactive", *[arg for u in urns for arg in ("--replace", u)])
-    configured = json.loads(pulumi(lab, "stack", "output", "configured", "--json").stdout)
-    assert {s: configured[s] for s in stages} == dict.fromkeys(stages, 0)
+    assert lab.rerun_stages(*stages) == dict.fromkeys(stages, 0)
 
 
 def drain(remote, member, on: bool) -> None:

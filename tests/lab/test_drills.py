@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from hivestack.drills.targets import LEAVES_QUORUM_TARGET, RPO_TARGET, SAME_DATA_TARGET
+
 pytestmark = [pytest.mark.lab, pytest.mark.drill]
 
 
@@ -26,11 +28,16 @@ def drill(lab, tmp_path: Path, *args: str) -> dict:
 
 def assert_nothing_lost_nor_split(report: dict) -> None:
     assert report["errors"] == [], report["errors"]
-    assert report["rpo"]["acked"] > 0
+    assert report["rpo"]["acked"] > 0 and report["rpo"]["lost"] == 0, report["rpo"]
     for cell in report["cells"]:
+        # Every member answered: a member not checked would hide what it lost (rpo_writes and diverged are None).
+        assert cell["not_checked"] == {}, f"{cell['cell']}: members not checked: {cell['not_checked']}"
         assert cell["rpo_writes"] == 0, f"{cell['cell']} lost acknowledged writes: {cell['missing']}"
-        assert not cell["diverged"], f"{cell['cell']} members diverged: {cell['fingerprints']}"
-        assert not cell["split_brain"], f"{cell['cell']}: {cell['split_brain_detail']}"
+        assert cell["diverged"] is False, f"{cell['cell']} members diverged: {cell['fingerprints']}"
+        assert cell["split_brain"] is False, f"{cell['cell']}: {cell['split_brain_detail']}"
+    consistency = [v for v in report["verdicts"] if v["target"] in (RPO_TARGET, SAME_DATA_TARGET)]
+    assert len(consistency) == 2 * len(report["cells"])
+    assert all(v["outcome"] == "met" for v in consistency), consistency
 
 
 def test_dc_outage_loses_no_acknowledged_write(lab, tmp_path):
@@ -44,9 +51,14 @@ def test_dc_outage_loses_no_acknowledged_write(lab, tmp_path):
 def test_dc_partition_minority_refuses_and_heals_without_divergence(lab, tmp_path):
     report = drill(lab, tmp_path, "dc-partition", "--dc", "dc-c", "--injector", "playbook")
     assert_nothing_lost_nor_split(report)
-    # Asked halfway through the partition: every member on the cut-off side said it is not in the primary component.
+    # Asked halfway through the partition: every member on the cut-off side answered (an unreachable member says
+    # nothing) and said it is out of the quorum.
     minority = report["inside_states"]
-    db_hosts = {h.name for h in lab.topology.placement.hosts if h.dc == "dc-c" and h.cells}
-    assert {member.split("@")[1] for member in minority} == db_hosts, minority
-    assert all(status != "Primary" for status in minority.values()), minority
+    inside = {f"{cell}@{h.name}" for h in lab.topology.placement.hosts if h.dc == "dc-c" for cell in h.cells}
+    assert inside and set(minority) == inside, minority
+    for member, state in minority.items():
+        assert state["reachable"], f"{member} did not answer: {state['error']}"
+        assert not state["in_quorum"] and not state["safe_to_write"], f"{member}: {state}"
+    leaves = [v for v in report["verdicts"] if v["target"] == LEAVES_QUORUM_TARGET]
+    assert len(leaves) == len(inside) and all(v["outcome"] == "met" for v in leaves), leaves
     assert report["errors_per_dc"]["dc-c"]["acked_sent_during"] == 0, report["errors_per_dc"]

@@ -16,14 +16,32 @@ import pytest
 
 from hivestack.drills import consistency, faults, report
 from hivestack.drills.catalog import DRILLS, Scope, drill
-from hivestack.drills.consistency import CellConsistency, NotConverged, acked_keys, check_cell, wait_converged
+from hivestack.drills.consistency import (
+    CellConsistency,
+    NotConverged,
+    acked_keys,
+    check_cell,
+    rpo_summary,
+    wait_converged,
+)
 from hivestack.drills.faults import FaultError, LabFaults, PlaybookFaults, injector
 from hivestack.drills.load import AckTail, read_acks
 from hivestack.drills.measure import Ack, CellMeasure, acks_per_second
 from hivestack.drills.remote import RemoteError
 from hivestack.drills.runbook import Options, Run
 from hivestack.drills.stack import Stack
-from hivestack.drills.targets import BACKUP_LOSS_STALL_S, PLANNED_PAUSE_S, Verdict, all_met, judge
+from hivestack.drills.targets import (
+    BACKUP_LOSS_STALL_S,
+    LEAVES_QUORUM_TARGET,
+    PLANNED_PAUSE_S,
+    RPO_TARGET,
+    SAME_DATA_TARGET,
+    Outcome,
+    Verdict,
+    all_met,
+    judge,
+    passed,
+)
 from hivestack.engines import Member, MemberState
 from hivestack.engines.galera import KEYS_PER_QUERY, Galera
 from hivestack.topology import load_topology
@@ -50,18 +68,38 @@ def cell_measure(cell: str = "cell-a", led: bool = False, **overrides: Any) -> C
     return CellMeasure(cell=cell, led_from_inside=led, **values)
 
 
-def cell_check(cell: str = "cell-a", missing: dict[str, list[str]] | None = None, fingerprints=None) -> CellConsistency:
+HOSTS = ("a-db-1", "b-db-1", "c-db-1")
+
+
+def cell_check(
+    cell: str = "cell-a",
+    missing: dict[str, list[str]] | None = None,
+    fingerprints: dict[str, dict[str, str]] | None = None,
+    not_checked: dict[str, str] | None = None,
+) -> CellConsistency:
+    """Every member checked and holding everything, unless told otherwise."""
+    skipped = not_checked or {}
     same = {"accounts": "8:1", "transfers": "10:2"}
-    fps = fingerprints or {"a-db-1": same, "b-db-1": dict(same), "c-db-1": dict(same)}
-    return CellConsistency(cell, 10, missing or {}, fps)
+    checked = [h for h in HOSTS if h not in skipped]
+    fps = fingerprints if fingerprints is not None else {h: dict(same) for h in checked}
+    lacking = missing if missing is not None else {h: [] for h in checked}
+    return CellConsistency(cell, 10, lacking, fps, skipped)
 
 
 def by_target(verdicts: list[Verdict], cell: str) -> dict[str, Verdict]:
     return {v.target: v for v in verdicts if v.cell == cell}
 
 
+def outcome(verdict: Verdict) -> tuple[Outcome, str]:
+    return verdict.outcome, verdict.value
+
+
 def member(host: str = "a-db-1", cell: str = "cell-a", order: int = 0) -> Member:
     return Member(cell, host, f"dc-{host[0]}", "10.80.1.11", order, 3306, 9200)
+
+
+def in_service(m: Member, committed: int = 40) -> MemberState:
+    return MemberState(m, True, True, True, True, 3, committed, "Synced")
 
 
 def ack(t: float, dc: str = "dc-a", status: int | None = 201, key: str = "k") -> Ack:
@@ -73,46 +111,57 @@ def ack(t: float, dc: str = "dc-a", status: int | None = 201, key: str = "k") ->
 
 def test_judge_all_met_for_a_clean_dc_outage():
     measures = [cell_measure("cell-a", led=True, rto_s=1.6, max_pause_s=1.8), cell_measure("cell-b")]
-    verdicts = judge(DRILLS["dc-outage"], measures, [cell_check("cell-a"), cell_check("cell-b")], RTO_TARGET_S, None)
-    assert all_met(verdicts)
-    assert set(by_target(verdicts, "cell-a")) == {
-        "RPO 0 (every acknowledged write on every member)",
-        "members hold the same data",
-        "no split-brain",
-        "RTO <= 3 s",
-    }
+    checks = [cell_check("cell-a"), cell_check("cell-b")]
+    verdicts = judge(DRILLS["dc-outage"], measures, checks, RTO_TARGET_S, None, None)
+    assert all_met(verdicts) and {v.outcome for v in verdicts} == {Outcome.MET}
+    assert set(by_target(verdicts, "cell-a")) == {RPO_TARGET, SAME_DATA_TARGET, "no split-brain", "RTO <= 3 s"}
     assert set(by_target(verdicts, "cell-b")) == {
-        "RPO 0 (every acknowledged write on every member)",
-        "members hold the same data",
+        RPO_TARGET,
+        SAME_DATA_TARGET,
         "no split-brain",
         "no client error",
         f"stall < {BACKUP_LOSS_STALL_S:g} s",
     }
-    assert not [v for v in verdicts if v.cell == "*"]  # no load inside: no minority verdict
+    assert outcome(by_target(verdicts, "cell-a")[RPO_TARGET]) == (Outcome.MET, "0 lost of 10")
+    assert not [v for v in verdicts if v.cell == "*"]  # no load inside: no minority verdict, nobody asked inside
 
 
 def test_judge_rpo():
     check = cell_check(missing={"a-db-1": [], "b-db-1": ["k1"], "c-db-1": ["k1", "k2"]})
-    verdicts = judge(DRILLS["dc-outage"], [], [check], RTO_TARGET_S, None)
-    rpo = by_target(verdicts, "cell-a")["RPO 0 (every acknowledged write on every member)"]
-    assert (rpo.met, rpo.value) == (False, "2 lost")
+    verdicts = judge(DRILLS["dc-outage"], [], [check], RTO_TARGET_S, None, None)
+    assert outcome(by_target(verdicts, "cell-a")[RPO_TARGET]) == (Outcome.MISSED, "2 lost")
     assert not all_met(verdicts)
 
 
 def test_judge_divergence():
-    fps = {"a-db-1": {"transfers": "10:2"}, "b-db-1": {"transfers": "10:3"}}
-    verdict = by_target(judge(DRILLS["dc-outage"], [], [cell_check(fingerprints=fps)], 3, None), "cell-a")
-    assert verdict["members hold the same data"] == Verdict("cell-a", "members hold the same data", False, "diverged")
-    assert verdict["RPO 0 (every acknowledged write on every member)"].met
+    fps = {"a-db-1": {"transfers": "10:2"}, "b-db-1": {"transfers": "10:3"}, "c-db-1": {"transfers": "10:2"}}
+    verdict = by_target(judge(DRILLS["dc-outage"], [], [cell_check(fingerprints=fps)], 3, None, None), "cell-a")
+    assert verdict[SAME_DATA_TARGET] == Verdict("cell-a", SAME_DATA_TARGET, Outcome.MISSED, "diverged")
+    assert verdict[RPO_TARGET].met
+
+
+def test_judge_a_member_not_checked_is_not_checked_never_met():
+    why = {"c-db-1": "unreachable (c-db-1: exit 255: No route to host)"}
+    verdicts = judge(DRILLS["dc-outage"], [], [cell_check(not_checked=why)], RTO_TARGET_S, None, None)
+    expected = "c-db-1 not checked: unreachable (c-db-1: exit 255: No route to host)"
+    assert outcome(by_target(verdicts, "cell-a")[RPO_TARGET]) == (Outcome.NOT_CHECKED, expected)
+    assert outcome(by_target(verdicts, "cell-a")[SAME_DATA_TARGET]) == (Outcome.NOT_CHECKED, expected)
+    assert not any(v.met for v in verdicts) and not all_met(verdicts)
 
 
 def test_judge_split_brain():
     detail = "2 writes acknowledged inside and 6 outside during the cut"
     m = cell_measure(led=True, split_brain=True, split_brain_detail=detail)
-    v = by_target(judge(DRILLS["dc-partition"], [m], [], RTO_TARGET_S, 0), "cell-a")["no split-brain"]
-    assert (v.met, v.value) == (False, detail)
-    ok = by_target(judge(DRILLS["dc-partition"], [cell_measure()], [], RTO_TARGET_S, 0), "cell-a")["no split-brain"]
-    assert (ok.met, ok.value) == (True, "none")
+    v = by_target(judge(DRILLS["dc-partition"], [m], [], RTO_TARGET_S, 0, {}), "cell-a")["no split-brain"]
+    assert outcome(v) == (Outcome.MISSED, detail)
+    clean = judge(DRILLS["dc-partition"], [cell_measure()], [], RTO_TARGET_S, 0, {})
+    assert outcome(by_target(clean, "cell-a")["no split-brain"]) == (Outcome.MET, "none")
+
+
+def test_judge_split_brain_not_measured_gives_no_verdict():
+    # One host lost: no sides, so nothing to find writers on; no verdict claims "no split-brain".
+    m = cell_measure(split_brain=None)
+    assert "no split-brain" not in by_target(judge(DRILLS["host-loss"], [m], [], RTO_TARGET_S, None, None), "cell-a")
 
 
 @pytest.mark.parametrize(
@@ -122,7 +171,7 @@ def test_judge_split_brain():
 def test_judge_rto_of_a_cell_led_from_inside(rto_s, met, value):
     # Errors and the stall are not judged where the writer was lost: the RTO is.
     m = cell_measure(led=True, rto_s=rto_s, errors=7, max_pause_s=9.0)
-    verdicts = by_target(judge(DRILLS["dc-outage"], [m], [], RTO_TARGET_S, None), "cell-a")
+    verdicts = by_target(judge(DRILLS["dc-outage"], [m], [], RTO_TARGET_S, None, None), "cell-a")
     assert set(verdicts) == {"no split-brain", "RTO <= 3 s"}
     assert (verdicts["RTO <= 3 s"].met, verdicts["RTO <= 3 s"].value) == (met, value)
 
@@ -132,8 +181,8 @@ def test_judge_rto_of_a_cell_led_from_inside(rto_s, met, value):
     [(0, 1.3, True, True), (1, 1.3, False, True), (0, 2.0, True, False), (0, 1.99, True, True)],
 )
 def test_judge_errors_and_stall_of_a_cell_that_lost_a_backup(errors, pause, errors_met, stall_met):
-    m = cell_measure(led=False, rto_s=None, errors=errors, max_pause_s=pause)
-    verdicts = by_target(judge(DRILLS["host-loss"], [m], [], RTO_TARGET_S, None), "cell-a")
+    m = cell_measure(led=False, rto_s=None, errors=errors, max_pause_s=pause, split_brain=None)
+    verdicts = by_target(judge(DRILLS["host-loss"], [m], [], RTO_TARGET_S, None, None), "cell-a")
     assert "RTO <= 3 s" not in verdicts  # not led from inside: no RTO verdict, even without one measured
     assert (verdicts["no client error"].met, verdicts["no client error"].value) == (errors_met, f"{errors} errors")
     stall = verdicts[f"stall < {BACKUP_LOSS_STALL_S:g} s"]
@@ -143,39 +192,82 @@ def test_judge_errors_and_stall_of_a_cell_that_lost_a_backup(errors, pause, erro
 @pytest.mark.parametrize("name", ["dc-evacuation", "failback"])
 @pytest.mark.parametrize(("pause", "met"), [(0.4, True), (1.0, True), (1.01, False)])
 def test_judge_planned_pause(name, pause, met):
-    led = cell_measure("cell-a", led=True, max_pause_s=pause, rto_s=None, errors=3)
-    other = cell_measure("cell-b", led=False, max_pause_s=5.0, errors=4)
-    verdicts = judge(DRILLS[name], [led, other], [], RTO_TARGET_S, None)
+    led = cell_measure("cell-a", led=True, max_pause_s=pause, rto_s=None, errors=3, split_brain=None)
+    other = cell_measure("cell-b", led=False, max_pause_s=5.0, errors=4, split_brain=None)
+    verdicts = judge(DRILLS[name], [led, other], [], RTO_TARGET_S, None, None)
     target = f"write pause <= {PLANNED_PAUSE_S:g} s"
-    assert set(by_target(verdicts, "cell-a")) == {"no split-brain", target}
+    assert set(by_target(verdicts, "cell-a")) == {target}
     assert (by_target(verdicts, "cell-a")[target].met, by_target(verdicts, "cell-a")[target].value) == (
         met,
         f"{pause:.2f} s",
     )
-    assert set(by_target(verdicts, "cell-b")) == {"no split-brain"}  # the others are not judged on a planned switch
+    assert by_target(verdicts, "cell-b") == {}  # the others are not judged on a planned switch
 
 
-def test_judge_gray_failure_only_on_loss_divergence_and_split_brain():
+def test_judge_gray_failure_only_on_loss_and_divergence():
     degraded = [
-        cell_measure("cell-a", led=True, rto_s=None, max_pause_s=9.0, errors=12),
-        cell_measure("cell-b", led=False, rto_s=None, max_pause_s=9.0, errors=12),
+        cell_measure("cell-a", led=True, rto_s=None, max_pause_s=9.0, errors=12, split_brain=None),
+        cell_measure("cell-b", led=False, rto_s=None, max_pause_s=9.0, errors=12, split_brain=None),
     ]
-    verdicts = judge(DRILLS["gray-failure"], degraded, [cell_check("cell-a"), cell_check("cell-b")], 3, None)
+    verdicts = judge(DRILLS["gray-failure"], degraded, [cell_check("cell-a"), cell_check("cell-b")], 3, None, None)
     assert all_met(verdicts)
-    assert {v.target for v in verdicts} == {
-        "RPO 0 (every acknowledged write on every member)",
-        "members hold the same data",
-        "no split-brain",
-    }
-    split = [cell_measure("cell-a", split_brain=True, split_brain_detail="both sides")]
-    assert not all_met(judge(DRILLS["gray-failure"], split, [], RTO_TARGET_S, None))
+    assert {v.target for v in verdicts} == {RPO_TARGET, SAME_DATA_TARGET}
+    lost = judge(DRILLS["gray-failure"], degraded, [cell_check(missing={"a-db-1": ["k1"]})], 3, None, None)
+    assert not all_met(lost)
 
 
 @pytest.mark.parametrize(("acked", "met"), [(0, True), (3, False)])
 def test_judge_minority_acked(acked, met):
-    verdicts = judge(DRILLS["dc-partition"], [], [], RTO_TARGET_S, acked)
-    assert verdicts == [Verdict("*", "the cut-off side refuses writes", met, f"{acked} acknowledged")]
-    assert all_met(verdicts) is met
+    verdicts = judge(DRILLS["dc-partition"], [], [], RTO_TARGET_S, acked, None)
+    refuses = [v for v in verdicts if v.target == "the cut-off side refuses writes"]
+    assert refuses == [Verdict("*", "the cut-off side refuses writes", passed(met), f"{acked} acknowledged")]
+
+
+def out_of_quorum(m: Member) -> MemberState:
+    return MemberState(m, True, False, False, False, 1, 38, "Initialized")
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (out_of_quorum, (Outcome.MET, "c-db-1 out of quorum of 1, Initialized @38")),
+        (in_service, (Outcome.MISSED, "c-db-1 in quorum of 3, Synced @40")),
+        # An unreachable member said nothing: "not in the quorum" is not shown, however it reads.
+        (
+            lambda m: MemberState(m, False, error="c-db-1: exit 255"),
+            (Outcome.NOT_CHECKED, "c-db-1 unreachable (c-db-1: exit 255)"),
+        ),
+    ],
+    ids=["out-of-quorum", "in-quorum", "unreachable"],
+)
+def test_judge_members_inside_a_partition_leave_the_quorum(state, expected):
+    inside = {"cell-c@c-db-1": state(member("c-db-1", "cell-c")), "cell-a@c-db-1": out_of_quorum(member("c-db-1"))}
+    verdicts = judge(DRILLS["dc-partition"], [], [], RTO_TARGET_S, 0, inside)
+    assert outcome(by_target(verdicts, "cell-c")[LEAVES_QUORUM_TARGET]) == expected
+    assert by_target(verdicts, "cell-a")[LEAVES_QUORUM_TARGET].met
+    assert all_met(verdicts) is (expected[0] is Outcome.MET)
+
+
+def test_judge_members_inside_a_partition_not_asked_is_not_checked():
+    for inside in (None, {}):
+        verdicts = judge(DRILLS["dc-partition"], [], [], RTO_TARGET_S, 0, inside)
+        assert by_target(verdicts, "*")[LEAVES_QUORUM_TARGET] == Verdict(
+            "*", LEAVES_QUORUM_TARGET, Outcome.NOT_CHECKED, "not asked during the cut"
+        )
+        assert not all_met(verdicts)
+    # A DC cut with its management (no load inside, nobody to ask): not a target.
+    assert LEAVES_QUORUM_TARGET not in {v.target for v in judge(DRILLS["dc-outage"], [], [], 3, None, None)}
+
+
+def test_verdict_json_names_its_outcome():
+    verdict = Verdict("cell-a", RPO_TARGET, Outcome.NOT_CHECKED, "b-db-1 not checked: unreachable (x)")
+    assert verdict.to_dict() == {
+        "cell": "cell-a",
+        "target": RPO_TARGET,
+        "outcome": "not checked",
+        "value": "b-db-1 not checked: unreachable (x)",
+    }
+    assert not verdict.met
 
 
 # ---------------------------------------------------------------- consistency
@@ -187,21 +279,44 @@ def test_rpo_writes_counts_each_missing_key_once():
     assert CellConsistency("cell-a", 5, {"a-db-1": [], "b-db-1": []}).rpo_writes == 0
 
 
+def test_rpo_writes_unknown_unless_every_member_was_checked():
+    assert CellConsistency("cell-a", 5).rpo_writes is None  # nobody answered: not 0
+    assert CellConsistency("cell-a", 5, {"a-db-1": []}, not_checked={"b-db-1": "unreachable"}).rpo_writes is None
+    assert CellConsistency("cell-a", 0, {"a-db-1": [], "b-db-1": []}).rpo_writes is None  # nothing to look up
+    # Found missing on a member that answered: lost, whatever the one not checked holds.
+    partial = CellConsistency("cell-a", 5, {"a-db-1": ["k1"]}, not_checked={"b-db-1": "unreachable"})
+    assert partial.rpo_writes == 1
+
+
 def test_diverged_compares_every_members_fingerprints():
     same = {"accounts": "8:1", "transfers": "10:2"}
-    assert not CellConsistency("cell-a", 0, fingerprints={"a": same, "b": dict(reversed(same.items()))}).diverged
-    assert not CellConsistency("cell-a", 0, fingerprints={"a": same}).diverged
-    assert not CellConsistency("cell-a", 0).diverged
+    assert CellConsistency("cell-a", 0, fingerprints={"a": same, "b": dict(reversed(same.items()))}).diverged is False
+    assert CellConsistency("cell-a", 0, fingerprints={"a": same}).diverged is False
     assert CellConsistency("cell-a", 0, fingerprints={"a": same, "b": {**same, "transfers": "10:3"}}).diverged
     assert CellConsistency("cell-a", 0, fingerprints={"a": same, "b": {"accounts": "8:1"}}).diverged
 
 
+def test_diverged_unknown_when_a_member_was_not_checked():
+    same = {"accounts": "8:1"}
+    assert CellConsistency("cell-a", 0).diverged is None
+    assert CellConsistency("cell-a", 0, fingerprints={"a": same}, not_checked={"b": "unreachable"}).diverged is None
+    split = {"a": same, "b": {"accounts": "8:2"}}
+    assert CellConsistency("cell-a", 0, fingerprints=split, not_checked={"c": "unreachable"}).diverged is True
+
+
 def test_consistency_to_dict_keeps_members_with_missing_keys_and_at_most_20():
     keys = [f"k{i:02}" for i in range(25)]
-    d = CellConsistency("cell-a", 25, {"a-db-1": [], "b-db-1": keys}).to_dict()
+    d = CellConsistency("cell-a", 25, {"a-db-1": [], "b-db-1": keys}, {"a-db-1": {}, "b-db-1": {}}).to_dict()
     assert d["missing"] == {"b-db-1": keys[:20]}
-    assert (d["rpo_writes"], d["checked"], d["diverged"]) == (25, 25, False)
+    assert (d["rpo_writes"], d["looked_up"], d["diverged"], d["not_checked"]) == (25, 25, False, {})
     assert "acked" not in d  # the measure's (writes acknowledged during the fault) in the report's cells
+
+
+def test_rpo_summary_is_unknown_while_a_cell_is_not_checked():
+    lost_one = cell_check("cell-a", missing={"a-db-1": ["k1"], "b-db-1": [], "c-db-1": []})
+    assert rpo_summary([lost_one, cell_check("cell-b")]) == {"acked": 20, "lost": 1, "not_checked": []}
+    unchecked = cell_check("cell-b", not_checked={"c-db-1": "unreachable"})
+    assert rpo_summary([lost_one, unchecked]) == {"acked": 20, "lost": None, "not_checked": ["cell-b"]}
 
 
 def test_acked_keys_are_the_acknowledged_ones_once_sorted():
@@ -211,7 +326,8 @@ def test_acked_keys_are_the_acknowledged_ones_once_sorted():
 
 
 class FakeEngine:
-    """Implements what the drills ask of a CellEngine; `polls` scripts `state` for wait_converged."""
+    """Implements what the drills ask of a CellEngine; `polls` scripts `state`, one step per call per member:
+    (safe, last committed) or "unreachable"."""
 
     name = "fake"
 
@@ -226,18 +342,15 @@ class FakeEngine:
         return Galera().members(cell)
 
     def state(self, m: Member, shell: Any) -> MemberState:
-        poll = self._seen.get((m.cell, m.host), 0)  # one script step per round of wait_converged
+        poll = self._seen.get((m.cell, m.host), 0)
         self._seen[(m.cell, m.host)] = poll + 1
         script = self.polls[min(poll, len(self.polls) - 1)][m.host]
         if script == "unreachable":
-            return MemberState(m, False, False, 0, {"error": "ssh: connection refused"})
+            return MemberState(m, False, error="ssh: connection refused")
         safe, committed = script
-        detail = {
-            "wsrep_cluster_status": "Primary" if safe else "non-Primary",
-            "wsrep_local_state_comment": "Synced" if safe else "Joiner",
-            "wsrep_last_committed": str(committed),
-        }
-        return MemberState(m, safe, safe, 3, detail)
+        if safe:
+            return in_service(m, committed)
+        return MemberState(m, True, False, False, False, 1, committed, "Joiner")
 
     def transfer_keys(self, m: Member, shell: Any, keys: list[str]) -> set[str]:
         self.calls.append(("transfer_keys", m.host))
@@ -279,13 +392,40 @@ SYNCED = {"a-db-1": (True, 40), "b-db-1": (True, 40), "c-db-1": (True, 40)}
 
 def test_check_cell_looks_up_every_key_on_every_member():
     fps = {"a-db-1": {"transfers": "3:9"}, "b-db-1": {"transfers": "3:9"}, "c-db-1": {"transfers": "2:5"}}
-    engine = FakeEngine({"a-db-1": {"k1", "k2", "k3"}, "b-db-1": {"k1", "k2", "k3", "k9"}, "c-db-1": {"k2"}}, fps)
+    held = {"a-db-1": {"k1", "k2", "k3"}, "b-db-1": {"k1", "k2", "k3", "k9"}, "c-db-1": {"k2"}}
+    engine = FakeEngine(held, fps, [SYNCED])
     result = check_cell(engine, "cell-a", CELLS["cell-a"], lambda host, command: "", ["k1", "k2", "k3"])
-    assert result.checked == 3
+    assert result.looked_up == 3 and result.not_checked == {}
     assert result.missing == {"a-db-1": [], "b-db-1": [], "c-db-1": ["k1", "k3"]}
     assert result.rpo_writes == 2 and result.diverged
     assert result.fingerprints == fps
     assert sorted(engine.calls) == sorted((call, h) for call in ("transfer_keys", "fingerprint") for h in fps)
+
+
+def test_check_cell_asks_nothing_of_a_member_out_of_service():
+    polls = [{**SYNCED, "b-db-1": "unreachable", "c-db-1": (False, 12)}]
+    engine = FakeEngine({h: {"k1"} for h in HOSTS}, {h: {"t": "1:1"} for h in HOSTS}, polls)
+    result = check_cell(engine, "cell-a", CELLS["cell-a"], lambda host, command: "", ["k1"])
+    assert result.not_checked == {
+        "b-db-1": "unreachable (ssh: connection refused)",
+        "c-db-1": "out of quorum of 1, Joiner @12",  # catching up: its gaps would read as lost writes
+    }
+    assert result.missing == {"a-db-1": []} and {h for _, h in engine.calls} == {"a-db-1"}
+    assert (result.rpo_writes, result.diverged) == (None, None)
+
+
+def test_check_cell_a_failed_look_up_is_not_checked():
+    class GoneMidway(FakeEngine):
+        def fingerprint(self, m: Member, shell: Any) -> dict[str, str]:
+            if m.host == "c-db-1":
+                raise RemoteError("c-db-1: exit 255: Connection reset")
+            return super().fingerprint(m, shell)
+
+    engine = GoneMidway({h: {"k1"} for h in HOSTS}, {h: {"t": "1:1"} for h in HOSTS}, [SYNCED])
+    result = check_cell(engine, "cell-a", CELLS["cell-a"], lambda host, command: "", ["k1"])
+    assert result.not_checked == {"c-db-1": "look-up failed: c-db-1: exit 255: Connection reset"}
+    assert sorted(result.missing) == sorted(result.fingerprints) == ["a-db-1", "b-db-1"]  # nothing half-recorded
+    assert result.rpo_writes is None
 
 
 def test_wait_converged_at_once(clock):
@@ -293,7 +433,7 @@ def test_wait_converged_at_once(clock):
     assert clock.sleeps == []
 
 
-def test_wait_converged_waits_for_safe_members_and_the_same_last_transaction(clock):
+def test_wait_converged_waits_for_members_in_service_and_the_same_last_transaction(clock):
     joining = {**SYNCED, "c-db-1": (False, 12)}
     behind = {**SYNCED, "c-db-1": (True, 39)}
     engine = FakeEngine(polls=[joining, behind, SYNCED])
@@ -307,11 +447,12 @@ def test_wait_converged_times_out(clock):
         wait_converged(engine, {"cell-a": CELLS["cell-a"]}, lambda h, c: "", timeout=0.5)
     message = str(caught.value)
     assert message.startswith("not converged after")
-    assert "cell-a: " in message and "b-db-1 unreachable" in message and "c-db-1 non-Primary/Joiner@12" in message
+    assert "cell-a: " in message and "b-db-1 unreachable (ssh: connection refused)" in message
+    assert "c-db-1 out of quorum of 1, Joiner @12" in message
     assert clock.sleeps == [1]
 
 
-# ---------------------------------------------------------------- Galera: transfer_keys, fingerprint
+# ---------------------------------------------------------------- Galera: states, transfer_keys, fingerprint
 
 
 class FakeShell:
@@ -373,17 +514,101 @@ def test_fingerprint_one_query_per_member():
     assert sql.count("COUNT(*)") == 2
 
 
+# What a Galera member reports (SHOW GLOBAL STATUS, `wsrep_` names only here) and what the seam makes of it:
+# (reachable, in_quorum, synced, safe_to_write, group_size, last_committed, phase).
+GALERA_STATES = {
+    "synced-in-primary": (
+        "wsrep_cluster_status\tPrimary\nwsrep_local_state_comment\tSynced\nwsrep_ready\tON\n"
+        "wsrep_cluster_size\t3\nwsrep_last_committed\t40\n",
+        (True, True, True, True, 3, 40, "Synced"),
+    ),
+    "minority": (
+        "WSREP_CLUSTER_STATUS\tnon-Primary\nwsrep_local_state_comment\tInitialized\nwsrep_ready\tOFF\n"
+        "wsrep_cluster_size\t1\nwsrep_last_committed\t38\n",
+        (True, False, False, False, 1, 38, "Initialized"),
+    ),
+    "joining": (
+        "wsrep_cluster_status\tPrimary\nwsrep_local_state_comment\tJoiner\nwsrep_ready\tOFF\n"
+        "wsrep_cluster_size\t3\nwsrep_last_committed\t-1\n",
+        (True, True, False, False, 3, -1, "Joiner"),
+    ),
+    "synced-but-not-ready": (
+        "wsrep_cluster_status\tPrimary\nwsrep_local_state_comment\tSynced\nwsrep_ready\tOFF\n"
+        "wsrep_cluster_size\t3\nwsrep_last_committed\t40\n",
+        (True, True, False, False, 3, 40, "Synced"),
+    ),
+    "donor": (
+        "wsrep_cluster_status\tPrimary\nwsrep_local_state_comment\tDonor/Desynced\nwsrep_ready\tON\n"
+        "wsrep_cluster_size\t3\nwsrep_last_committed\t41\n",
+        (True, True, False, False, 3, 41, "Donor/Desynced"),
+    ),
+    "wsrep-off": ("", (True, False, False, False, 0, None, "")),
+}
+
+
+def fields_of(state: MemberState) -> tuple:
+    return (
+        state.reachable,
+        state.in_quorum,
+        state.synced,
+        state.safe_to_write,
+        state.group_size,
+        state.last_committed,
+        state.phase,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(GALERA_STATES))
+def test_galera_state_in_the_seams_words(name):
+    stdout, expected = GALERA_STATES[name]
+    shell = FakeShell(lambda sql: stdout)
+    state = Galera().state(member("b-db-1", "cell-b"), shell)
+    assert fields_of(state) == expected
+    assert state.in_service is (expected[1] and expected[2]) and state.error == ""
+    (sql,) = shell.sql
+    assert sql.startswith("SHOW GLOBAL STATUS WHERE Variable_name IN (")
+
+
+def test_galera_unreachable_member_is_a_state():
+    def refused(host: str, command: str) -> str:
+        raise RemoteError("b-db-1: exit 255: ssh: connect to host 10.80.2.11 port 22: Connection refused")
+
+    state = Galera().state(member("b-db-1", "cell-b"), refused)
+    assert fields_of(state) == (False, False, False, False, 0, None, "")
+    assert not state.in_service and state.error.startswith("b-db-1: exit 255")
+    assert state.describe() == f"unreachable ({state.error})"
+
+
+def test_galera_writer_is_the_first_safe_member_in_failover_order():
+    cell = {
+        "name": "cell-b",
+        "ports": {"mysql": 3316, "db-health": 9210},
+        "members": [
+            {"host": h, "dc": f"dc-{h[0]}", "address": f"10.80.{i}.11", "order": o}
+            for i, (h, o) in enumerate([("c-db-1", 1), ("b-db-1", 0), ("a-db-1", 2)], start=1)
+        ],
+    }
+    answers = {"b-db-1": "minority", "c-db-1": "joining", "a-db-1": "synced-in-primary"}
+    shell = FakeShell(lambda sql: "")
+    shell.answer = lambda sql: GALERA_STATES[answers[shell.commands[-1][0]]][0]
+    assert [m.host for m in Galera().members(cell)] == ["b-db-1", "c-db-1", "a-db-1"]
+    assert Galera().writer(cell, shell) == Galera().members(cell)[2]
+    answers["c-db-1"] = "synced-in-primary"
+    assert Galera().writer(cell, shell) == Galera().members(cell)[1]
+
+
 # ---------------------------------------------------------------- report
 
 
-def report_dict() -> dict[str, Any]:
+def report_dict(checks: list[CellConsistency] | None = None) -> dict[str, Any]:
     """Shaped as Run.finish builds it."""
     measures = [
         cell_measure("cell-a", led=True, rto_s=1.6, max_pause_s=1.8, errors=2, acked=6, writers=["b-db-1"]),
         cell_measure("cell-b", led=False, rto_s=None, max_pause_s=0.4, acked=12, writers=["b-db-1"]),
     ]
-    checks = [cell_check("cell-a"), cell_check("cell-b", missing={"a-db-1": ["k7"]})]
-    verdicts = judge(DRILLS["dc-outage"], measures, checks, RTO_TARGET_S, None)
+    if checks is None:
+        checks = [cell_check("cell-a"), cell_check("cell-b", missing={"a-db-1": ["k7"]})]
+    verdicts = judge(DRILLS["dc-outage"], measures, checks, RTO_TARGET_S, None, None)
     return {
         "drill": "dc-outage",
         "target": "dc-a",
@@ -393,7 +618,7 @@ def report_dict() -> dict[str, Any]:
         "hold_s": 12.0,
         "times": {"fault": 100.0, "isolated_from": 100.0, "heal": 112.0, "healed": 112.0, "converged_s": 35.5},
         "cells": [{**m.to_dict(), **c.to_dict()} for m, c in zip(measures, checks, strict=True)],
-        "rpo": {"acked": sum(c.checked for c in checks), "lost": sum(c.rpo_writes for c in checks)},
+        "rpo": rpo_summary(checks),
         "errors_per_dc": {
             "dc-b": {"requests": 40, "errors": 1, "acked": 39, "acked_sent_during": 38},
             "dc-c": {"requests": 41, "errors": 1, "acked": 40, "acked_sent_during": 40},
@@ -424,11 +649,50 @@ def test_report_writes_json_markdown_and_png(tmp_path):
     assert "| cell-a | yes | 1.60 s | 1.80 s | 2 | 6 | b-db-1 | 0 | no | no |" in md
     assert "| cell-b | no | never | 0.40 s | 0 | 12 | b-db-1 | 1 | no | no |" in md
     assert "| dc-b | 40 | 1 | 39 | 38 |" in md
-    assert "| cell-b | RPO 0 (every acknowledged write on every member) | 1 lost | **no** |" in md
-    assert "| cell-a | RTO <= 3 s | 1.60 s | yes |" in md
+    assert f"| cell-b | {RPO_TARGET} | 1 lost | **missed** |" in md
+    assert "| cell-a | RTO <= 3 s | 1.60 s | met |" in md
     assert "- verify: not converged after 240 s: cell-b: a-db-1 unreachable" in md
     png = (out / "timeline.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+
+
+NOT_CHECKED = {"c-db-1": "unreachable (c-db-1: exit 255: No route to host)"}
+
+
+def test_report_of_a_cell_not_checked_never_reads_as_nothing_lost():
+    data = report_dict([cell_check("cell-a"), cell_check("cell-b", not_checked=NOT_CHECKED)])
+    cell_b = data["cells"][1]
+    assert (cell_b["rpo_writes"], cell_b["diverged"], cell_b["not_checked"]) == (None, None, NOT_CHECKED)
+    assert data["rpo"] == {"acked": 20, "lost": None, "not_checked": ["cell-b"]}
+    assert not data["targets_met"]
+    md = report.markdown(data)
+    assert "Acknowledged writes: 20, lost: not checked in cell-b." in md
+    assert "| cell-b | no | never | 0.40 s | 0 | 12 | b-db-1 | not checked | not checked | no |" in md
+    reason = "c-db-1 not checked: unreachable (c-db-1: exit 255: No route to host)"
+    assert f"| cell-b | {RPO_TARGET} | {reason} | **not checked** |" in md
+    assert f"| cell-b | {SAME_DATA_TARGET} | {reason} | **not checked** |" in md
+    assert f"| cell-a | {RPO_TARGET} | 0 lost of 10 | met |" in md
+
+
+def test_report_says_split_brain_not_measured():
+    data = report_dict()
+    data["cells"][1]["split_brain"] = None  # as a drill without a complete cut measures it
+    assert "| cell-b | no | never | 0.40 s | 0 | 12 | b-db-1 | 1 | no | not measured |" in report.markdown(data)
+
+
+def test_cli_table_shows_not_checked_and_misses_the_targets():
+    from rich.console import Console
+
+    from hivestack.cli.drill_cmd import show
+
+    data = report_dict([cell_check("cell-a"), cell_check("cell-b", not_checked=NOT_CHECKED)])
+    console = Console(record=True, width=250)
+    show(data, console)
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if "cell-b" in line and "never" in line)
+    assert [c.strip() for c in row.strip("│┃ ").split("│")][-3:] == ["not checked", "not checked", "no"]
+    assert f"not checked: cell-b: {RPO_TARGET}: c-db-1 not checked: unreachable" in text
+    assert text.rstrip().endswith("targets MISSED")
 
 
 def test_report_markdown_without_errors():
@@ -546,12 +810,31 @@ def test_led_from(stack):
     assert stack.led_from(DRILLS["host-loss"], "c-db-1") == {"cell-c"}
 
 
+def test_the_load_holds_every_gateway_to_the_gateway_ca(stack, tmp_path, monkeypatch):
+    from hivestack.drills import load
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(load.subprocess, "Popen", lambda argv, **_: started.append(argv))
+    stack.outputs = {"ca_certs": {"gateway": "-----BEGIN CERTIFICATE-----\n"}}
+    load.BackgroundLoad(stack.cells[:1], stack.gateways(), stack.gateway_ca, tmp_path, "hs0000-core").start()
+    [argv] = started
+    assert argv[:4] == ["ip", "netns", "exec", "hs0000-core"]
+    targets = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--target"]
+    assert targets == [f"{dc}={url}" for dc, url in sorted(stack.gateways().items())]
+    assert all(t.split("=", 1)[1].startswith("https://") for t in targets)
+    assert Path(argv[argv.index("--ca-file") + 1]).read_text() == stack.gateway_ca
+
+
 def test_gateways_and_members(stack):
     assert stack.gateways() == {
-        "dc-a": "http://10.80.1.10:8080",
-        "dc-b": "http://10.80.2.10:8080",
-        "dc-c": "http://10.80.3.10:8080",
+        "dc-a": "https://10.80.1.10:8443",
+        "dc-b": "https://10.80.2.10:8443",
+        "dc-c": "https://10.80.3.10:8443",
     }
+    with pytest.raises(ValueError, match="stack lab exports no gateway CA"):
+        _ = stack.gateway_ca
+    stack.outputs = {"ca_certs": {"gateway": "PEM", "ledger": "other"}}
+    assert stack.gateway_ca == "PEM"
     cell_b = next(c for c in stack.cells if c["name"] == "cell-b")
     assert [m.host for m in stack.members(cell_b)] == ["b-db-1", "c-db-1", "a-db-1"]
 
@@ -777,17 +1060,12 @@ def test_run_switches_a_planned_drill_to_the_playbooks(stack, tmp_path):
 
 
 class UnreachableAfterTheDrill(FakeEngine):
-    """c-db-1 never came back: every query to it fails, as SshShell fails."""
+    """c-db-1 never came back: it answers nothing, as SshShell fails."""
 
     def state(self, m: Member, shell: Any) -> MemberState:
         if m.host == "c-db-1":
-            return MemberState(m, False, False, 0, {"error": "c-db-1: exit 255: No route to host"})
+            return MemberState(m, False, error="c-db-1: exit 255: No route to host")
         return super().state(m, shell)
-
-    def transfer_keys(self, m: Member, shell: Any, keys: list[str]) -> set[str]:
-        if m.host == "c-db-1":
-            raise RemoteError("c-db-1: exit 255: ssh: connect to host 10.80.3.11 port 22: No route to host")
-        return super().transfer_keys(m, shell, keys)
 
 
 def finish(stack: Stack, tmp_path: Path, engine: type[FakeEngine] = FakeEngine) -> tuple[Run, dict[str, Any]]:
@@ -826,8 +1104,9 @@ def test_finish_measures_judges_and_reports(finished):
     assert (cells["cell-a"]["led_from_inside"], cells["cell-a"]["rto_s"], cells["cell-a"]["errors"]) == (True, 1.6, 2)
     assert cells["cell-a"]["max_pause_s"] == pytest.approx(1.8)
     assert not cells["cell-b"]["led_from_inside"] and cells["cell-b"]["errors"] == 0
-    assert result["rpo"] == {"acked": 9 + 12 + 12, "lost": 0}
+    assert result["rpo"] == {"acked": 9 + 12 + 12, "lost": 0, "not_checked": []}
     assert result["targets_met"] and result["errors"] == []
+    assert {v["outcome"] for v in result["verdicts"]} == {"met"}
     assert result["times"]["converged_s"] == 30.0
     assert result["timeline"]["start"] == 99.0 and result["timeline"]["fault"] == 1.0
     assert sorted(result["errors_per_dc"]) == ["dc-b", "dc-c"]
@@ -840,7 +1119,7 @@ def test_report_keeps_the_writes_acked_during_the_fault(finished):
     run, result = finished
     cell_a = next(c for c in result["cells"] if c["cell"] == "cell-a")
     assert cell_a["acked"] == 6  # acknowledged between fault and heal (the case's expect); the log holds 9
-    assert cell_a["checked"] == 9  # every acknowledged write of the drill, looked up on every member
+    assert cell_a["looked_up"] == 9  # every acknowledged write of the drill, looked up on every member
     assert "| cell-a | yes | 1.60 s | 1.80 s | 2 | 6 | b-db-1 |" in (run.out_dir / "report.md").read_text()
 
 
@@ -851,7 +1130,7 @@ class FakeLoad:
     last: FakeLoad | None = None
     fail_flowing: Exception | None = None
 
-    def __init__(self, cells, gateways, out_dir, netns) -> None:
+    def __init__(self, cells, gateways, gateway_ca, out_dir, netns) -> None:
         self.gateways, self.out_dir, self.summaries = gateways, out_dir, {}
         self.events: list[str] = []
         FakeLoad.last = self
@@ -904,6 +1183,7 @@ def failing(stack: Stack, tmp_path: Path, monkeypatch, name: str) -> Run:
     monkeypatch.setattr(FakeLoad, "fail_flowing", None)
     stack.engine = FakeEngine(polls=[SYNCED])
     stack.shell = lambda host, command: ""
+    stack.outputs = {"ca_certs": {"gateway": "-----BEGIN CERTIFICATE-----"}}
     control = tmp_path / "ssh"  # as if the run had opened SSH connections
     control.mkdir()
     stack._control_dir = str(control)
@@ -1048,18 +1328,22 @@ def test_stack_close_without_a_shell_removes_nothing(stack, monkeypatch):
 
 def test_finish_reports_a_member_that_did_not_come_back(stack, tmp_path, clock):
     run, result = finish(stack, tmp_path, UnreachableAfterTheDrill)
-    assert not result["targets_met"] and any("c-db-1" in e for e in result["errors"])
-    assert [e.split(":")[0] for e in result["errors"]] == [
-        "converge",
-        "consistency of cell-a",
-        "consistency of cell-b",
-        "consistency of cell-c",
-    ]
-    assert all("No route to host" in e for e in result["errors"][1:])
-    # The measures stand; the unchecked cells report what was to be looked up, no member's answer.
+    assert not result["targets_met"]
+    assert [e.split(":")[0] for e in result["errors"]] == ["converge"]
+    assert "c-db-1 unreachable (c-db-1: exit 255: No route to host)" in result["errors"][0]
+    # The measures stand; no cell reads "nothing lost": c-db-1 holds a member of every cell, and was not checked.
     cells = {c["cell"]: c for c in result["cells"]}
-    assert (cells["cell-a"]["rto_s"], cells["cell-a"]["acked"], cells["cell-a"]["checked"]) == (1.6, 6, 9)
-    assert (cells["cell-a"]["missing"], cells["cell-a"]["fingerprints"]) == ({}, {})
+    assert (cells["cell-a"]["rto_s"], cells["cell-a"]["acked"], cells["cell-a"]["looked_up"]) == (1.6, 6, 9)
+    reason = "unreachable (c-db-1: exit 255: No route to host)"
+    for cell in cells.values():
+        assert (cell["rpo_writes"], cell["diverged"], cell["not_checked"]) == (None, None, {"c-db-1": reason})
+        assert sorted(cell["fingerprints"]) == ["a-db-1", "b-db-1"]  # the members that answered were checked
+    assert ("transfer_keys", "c-db-1") not in run.stack.engine.calls
+    assert result["rpo"] == {"acked": 33, "lost": None, "not_checked": ["cell-a", "cell-b", "cell-c"]}
+    consistency = [v for v in result["verdicts"] if v["target"] in (RPO_TARGET, SAME_DATA_TARGET)]
+    assert len(consistency) == 6
+    assert {(v["outcome"], v["value"]) for v in consistency} == {("not checked", f"c-db-1 not checked: {reason}")}
     assert json.loads((run.out_dir / "report.json").read_text()) == result
     md = (run.out_dir / "report.md").read_text()
-    assert "Targets: **MISSED**" in md and "- consistency of cell-a: c-db-1: exit 255" in md
+    assert "Targets: **MISSED**" in md and "lost: not checked in cell-a, cell-b, cell-c." in md
+    assert f"| cell-a | {RPO_TARGET} | c-db-1 not checked: {reason} | **not checked** |" in md

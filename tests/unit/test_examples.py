@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from hivestack.topology import Role, load_topology
+from hivestack.topology.placement import place
 from tests.conftest import LAB_TOPOLOGY, SAMPLE_TOPOLOGY
 
 pytestmark = pytest.mark.unit
@@ -37,9 +38,24 @@ def test_sample_is_production_shaped():
     assert Counter(h.dc for h in loaded.placement.by_role(Role.etcd)) == {dc.name: 1 for dc in t.same_city_dcs}
 
 
-def test_cells_spread_over_db_hosts_stably():
-    """A cell's member host depends on its name, not on its position among the cells."""
+def test_cells_spread_over_the_db_hosts_of_every_dc():
     loaded = load_topology(SAMPLE_TOPOLOGY)
-    members = loaded.placement.cell_members
-    hosts_used = {m.host for ms in members.values() for m in ms}
-    assert len(hosts_used) > 60  # spread, not piled on one host per DC
+    hosts_used = {(m.dc, m.host) for ms in loaded.placement.cell_members.values() for m in ms}
+    per_dc = Counter(dc for dc, _ in hosts_used)
+    # Not piled on one host per DC: every DC that holds members spreads them over several of its db hosts.
+    assert set(per_dc) == {dc.name for dc in loaded.topology.same_city_dcs}
+    assert all(n > 1 for n in per_dc.values()), per_dc
+
+
+def test_a_cells_member_hosts_do_not_depend_on_the_other_cells():
+    """A cell keeps its hosts when other cells are reordered, removed or added: the placement of every cell is
+    compared, not a count of hosts."""
+    topology = load_topology(SAMPLE_TOPOLOGY).topology
+    placed = place(topology).cell_members
+    cells = list(topology.cells)
+    added = cells[0].model_copy(update={"name": "cell-added"})
+    for variant in (cells[::-1], cells[::3], [*cells[7:], *cells[:7]], [added, *cells]):
+        moved = place(topology.model_copy(update={"cells": variant})).cell_members
+        assert {c.name: moved[c.name] for c in variant if c.name in placed} == {
+            c.name: placed[c.name] for c in variant if c.name in placed
+        }

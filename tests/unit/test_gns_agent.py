@@ -369,7 +369,7 @@ def test_main_exits_2_on_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixt
 # ---------------------------------------------------------------- etcdctl
 
 
-def test_etcdctl_env_carries_credentials_and_ca_only_when_given(
+def test_etcdctl_env_carries_the_user_and_ca_only_when_given_and_stdin_the_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "agent.password").write_text("s3cr:et\n")
@@ -377,7 +377,9 @@ def test_etcdctl_env_carries_credentials_and_ca_only_when_given(
     monkeypatch.setenv("ETCDCTL_CACERT", "/elsewhere/ca.pem")
     etcd = gns.Etcdctl(gns.parse_config(config_doc(tmp_path)))
     env = etcd.env()
-    assert env["ETCDCTL_USER"] == "gns-agent:s3cr:et"
+    assert env["ETCDCTL_USER"] == "gns-agent"  # the name only: etcdctl asks for the password on stdin
+    assert not any("s3cr" in value for value in env.values())
+    assert etcd.credentials() == b"s3cr:et\n"
     assert env["ETCDCTL_CACERT"] == "/etc/hivestack/tls/ca.pem"
     assert env["ETCDCTL_ENDPOINTS"] == "https://10.80.1.11:2379,https://10.80.2.11:2379"
     assert env["ETCDCTL_API"] == "3"
@@ -391,20 +393,29 @@ def test_etcdctl_env_carries_credentials_and_ca_only_when_given(
     plain = gns.Etcdctl(gns.parse_config(config_doc(tmp_path, ca_file="", user="", password_file="")))
     env = plain.env()
     assert "ETCDCTL_CACERT" not in env and "ETCDCTL_USER" not in env
+    assert plain.credentials() == b""
 
 
-def test_etcdctl_env_unreadable_password_is_an_etcd_error(tmp_path: Path) -> None:
+def test_etcdctl_unreadable_password_is_an_etcd_error(tmp_path: Path) -> None:
     etcd = gns.Etcdctl(gns.parse_config(config_doc(tmp_path)))
     with pytest.raises(gns.EtcdError, match="cannot read password_file"):
-        etcd.env()
+        etcd.credentials()
 
 
 FAKE_ETCDCTL = """\
 #!{python}
 import json, os, pathlib, sys, time
 state = pathlib.Path({state!r})
+password = None
+if os.environ.get("ETCDCTL_USER"):  # a user without a password: etcdctl 3.4 prompts and reads a line of stdin
+    sys.stdout.write("Password: ")
+    sys.stdout.flush()
+    print("stty: 'standard input': Inappropriate ioctl for device", file=sys.stderr, flush=True)
+    password = sys.stdin.readline().rstrip("\\n")
+    print(flush=True)
 (state / "calls").open("a").write(json.dumps({{"argv": sys.argv[1:], "user": os.environ.get("ETCDCTL_USER"),
-    "cacert": os.environ.get("ETCDCTL_CACERT"), "endpoints": os.environ.get("ETCDCTL_ENDPOINTS")}}) + "\\n")
+    "password": password, "env": sorted(os.environ.values()), "cacert": os.environ.get("ETCDCTL_CACERT"),
+    "endpoints": os.environ.get("ETCDCTL_ENDPOINTS")}}) + "\\n")
 if sys.argv[1] == "get":
     if (state / "fail").exists():
         print("Error: context deadline exceeded", file=sys.stderr)
@@ -435,14 +446,19 @@ def fake_etcdctl(tmp_path: Path) -> Path:
     return state
 
 
-def test_etcdctl_snapshot_runs_etcdctl_with_env(tmp_path: Path, fake_etcdctl: Path) -> None:
-    (tmp_path / "agent.password").write_text("pw")
+def test_etcdctl_snapshot_hands_etcdctl_the_password_on_stdin(tmp_path: Path, fake_etcdctl: Path) -> None:
+    (tmp_path / "agent.password").write_text("Zq81-agent-pw")
     (fake_etcdctl / "snapshot.json").write_text(etcd_json([kv(0, 10, "cell-a")], revision=12))
     cfg = gns.parse_config(config_doc(tmp_path, etcdctl=str(fake_etcdctl / "etcdctl")))
     snap = gns.Etcdctl(cfg).snapshot()
     assert snap.revision == 12 and snap.items == (kv(0, 10, "cell-a"),)
     call = json.loads((fake_etcdctl / "calls").read_text().splitlines()[0])
-    assert call["user"] == "gns-agent:pw" and call["cacert"] == "/etc/hivestack/tls/ca.pem"
+    assert (
+        call["user"] == "gns-agent"
+        and call["password"] == "Zq81-agent-pw"
+        and call["cacert"] == "/etc/hivestack/tls/ca.pem"
+    )
+    assert not any("Zq81" in value for value in call["env"])
     assert call["argv"][:5] == ["get", "--prefix", PREFIX, "-w", "json"]
 
     (fake_etcdctl / "fail").touch()
@@ -761,6 +777,7 @@ def test_daemon_follows_the_watch_and_stops_cleanly_on_sigterm(
     short_tmp: Path, haproxy: FakeHAProxy, fake_etcdctl: Path
 ) -> None:
     (fake_etcdctl / "snapshot.json").write_text(etcd_json([kv(0, 10000, "cell-a")], revision=5))
+    (short_tmp / "agent.password").write_text("Zq81-agent-pw\n")  # the watch gets it on stdin and prompts for it
     config = short_tmp / "agent.json"
     config.write_text(
         json.dumps(
@@ -768,8 +785,6 @@ def test_daemon_follows_the_watch_and_stops_cleanly_on_sigterm(
                 short_tmp,
                 etcd_endpoints=["http://127.0.0.1:1"],
                 ca_file="",
-                user="",
-                password_file="",
                 haproxy_socket=str(haproxy.path),
                 map_file=haproxy.map_file,
                 etcdctl=str(fake_etcdctl / "etcdctl"),
@@ -800,7 +815,8 @@ def test_daemon_follows_the_watch_and_stops_cleanly_on_sigterm(
         calls = [json.loads(line) for line in (fake_etcdctl / "calls").read_text().splitlines()]
         watch = next(c for c in calls if c["argv"][0] == "watch")
         assert watch["argv"][:3] == ["watch", "--prefix", PREFIX] and watch["argv"][-2:] == ["--rev", "6"]
-        assert watch["cacert"] is None and watch["user"] is None and watch["endpoints"] == "http://127.0.0.1:1"
+        assert watch["cacert"] is None and watch["endpoints"] == "http://127.0.0.1:1"
+        assert (watch["user"], watch["password"]) == ("gns-agent", "Zq81-agent-pw")
 
         (fake_etcdctl / "snapshot.json").write_text(etcd_json([kv(0, 10000, "cell-c")], revision=6))
         (fake_etcdctl / "trigger").write_text("1")

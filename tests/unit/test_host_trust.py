@@ -23,7 +23,12 @@ def _options(hostvars: dict[str, object]) -> dict[str, str]:
 
 
 def test_lab_hosts_are_held_to_the_keys_the_lab_made() -> None:
-    lab = {"core_ns": "hsabcd-core", "ssh_key_file": "/k", "known_hosts_file": "/state/known_hosts"}
+    lab = {
+        "core_ns": "hsabcd-core",
+        "mgmt": "100.64.0.1",
+        "ssh_key_file": "/k",
+        "known_hosts_file": "/state/known_hosts",
+    }
     loaded = load_topology(LAB_TOPOLOGY)
     hostvars = build(loaded, {"lab": lab})["_meta"]["hostvars"]
     assert set(hostvars) == {h.name for h in loaded.placement.hosts}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hivestack.ansible.inventory import build
+from hivestack.ansible.inventory import build, group
 from hivestack.lab.names import LabNames
 from hivestack.lab.providers import LabHostProvider, LabNetworkProvider
 from hivestack.topology import load_topology
@@ -50,13 +50,28 @@ def test_latency_switch_updates_the_network_in_place():
 
 
 def test_inventory_groups_per_dc_role_pool_cell():
-    outputs = {"lab": {"core_ns": "hsabcd-core", "ssh_key_file": "/k", "known_hosts_file": "/kh"}}
-    inv = build(load_topology(LAB_TOPOLOGY), outputs)
-    assert inv["dc_dc_a"]["hosts"] == ["a-db-1", "a-edge-1"]
-    assert inv["role_db"]["hosts"] == ["a-db-1", "b-db-1", "c-db-1"]
-    assert inv["cell_cell_b"]["hosts"] == ["a-db-1", "b-db-1", "c-db-1"]
-    assert inv["pool_c_worker"]["hosts"] == ["c-worker-1"]
-    assert inv["arch_arm64"]["hosts"] == ["c-worker-1"]
+    outputs = {"lab": {"core_ns": "hsabcd-core", "mgmt": "100.64.0.1", "ssh_key_file": "/k", "known_hosts_file": "/kh"}}
+    loaded = load_topology(LAB_TOPOLOGY)
+    inv = build(loaded, outputs)
+    # Every group, as the topology file declares it: a pool's servers are <pool>-1..<pool>-<count>.
+    expected: dict[str, set[str]] = {}
+    for dc in loaded.topology.datacenters:
+        for pool in dc.pools:
+            servers = {f"{pool.name}-{n}" for n in range(1, pool.count + 1)}
+            kinds = [("dc", dc.name), ("pool", pool.name), ("arch", pool.arch.value)]
+            for kind, name in [*kinds, *(("role", r.value) for r in pool.roles)]:
+                expected.setdefault(group(kind, name), set()).update(servers)
+    assert {g: set(v["hosts"]) for g, v in inv.items() if not g.startswith(("_", "all", "cell_"))} == expected
+    host_dc = {h: v["hivestack_dc"] for h, v in inv["_meta"]["hostvars"].items()}
+    for cell in loaded.topology.cells:
+        members = inv[group("cell", cell.name)]["hosts"]
+        # One db host in each of the cell's DCs, no other.
+        assert sorted(host_dc[h] for h in members) == sorted(cell.member_dcs)
+        assert set(members) <= expected[group("role", "db")]
     hv = inv["_meta"]["hostvars"]["c-worker-1"]
     assert hv["ansible_host"] == "10.80.3.12" and hv["hivestack_machine"] == "aarch64"
     assert "ip netns exec hsabcd-core nc %h %p" in hv["ansible_ssh_common_args"]
+    # SSH only from where the controller comes from: the core namespace's management address.
+    for host_vars in inv["_meta"]["hostvars"].values():
+        ssh = [rule for rule in host_vars["hivestack_firewall_allow"] if rule["service"] == "ssh"]
+        assert ssh == [{"service": "ssh", "ports": [22], "sources": ["100.64.0.1/32"]}]

@@ -4,9 +4,11 @@ request hashing, the engine's error classifier, the transaction runner's retries
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import importlib.util
 import json
+import socket
 import ssl
 import sys
 import threading
@@ -17,10 +19,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from hivestack.components.tls import issue, make_ca
 
 pytestmark = pytest.mark.unit
 
@@ -51,7 +51,13 @@ CONFIG = {
         "user": "ledger",
         "password_file": "/etc/hivestack/ledger/cell-a.password",
         "database": "ledger",
-        "ca_file": "/etc/hivestack/tls/ca.pem",
+        "ca_file": "/etc/hivestack/tls/db-cell-a/client/ca.pem",
+        "server_name": "cell-a.db.lab",
+    },
+    "tls": {
+        "cert_file": "/etc/hivestack/tls/ledger/server/host.pem",
+        "key_file": "/etc/hivestack/tls/ledger/server/host-key.pem",
+        "client_ca_file": "/etc/hivestack/tls/ledger/server/ca.pem",
     },
 }
 
@@ -68,7 +74,9 @@ def api_error(fn: Any, *args: Any) -> Any:
 def test_config_parses_the_documented_shape():
     cfg = L.parse_config(CONFIG)
     assert (cfg.cell, cfg.dc, cfg.host, cfg.port, cfg.engine) == ("cell-a", "dc-a", "a-edge-1", 8100, "galera")
-    assert cfg.db.port == 6033 and cfg.db.ca_file == "/etc/hivestack/tls/ca.pem"
+    assert cfg.db.port == 6033 and cfg.db.ca_file == "/etc/hivestack/tls/db-cell-a/client/ca.pem"
+    assert cfg.db.server_name == "cell-a.db.lab"
+    assert cfg.tls.client_ca_file == "/etc/hivestack/tls/ledger/server/ca.pem"
 
 
 @pytest.mark.parametrize(
@@ -81,6 +89,9 @@ def test_config_parses_the_documented_shape():
         ({"host": "a edge"}, "host must match"),
         ({"db": {**CONFIG["db"], "ca_file": ""}}, "db.ca_file must be a non-empty string"),
         ({"db": {k: v for k, v in CONFIG["db"].items() if k != "password_file"}}, "missing db.password_file"),
+        ({"db": {k: v for k, v in CONFIG["db"].items() if k != "server_name"}}, "missing db.server_name"),
+        ({"tls": None}, "missing tls"),
+        ({"tls": {**CONFIG["tls"], "client_ca_file": ""}}, "tls.client_ca_file must be a non-empty string"),
     ],
 )
 def test_config_errors_name_the_field(change, message):
@@ -245,27 +256,52 @@ def test_other_errors_are_neither(galera):
     assert L.mysql_errno(FakeMySQLError(True, "bool is not an errno")) is None
 
 
-def test_galera_tls_context_verifies_the_ca_but_not_the_hostname(tmp_path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ca")])
-    now = datetime.now(UTC)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    engine = L.GaleraEngine(L.DBConfig("h", 1, "u", "pw", "d", str(tmp_path / "ca.pem")))
+def pem_pair(ca: tuple[str, str], name: str, address: str, usage: str, *dns: str) -> dict[str, str]:
+    return issue(*ca, {"common_name": name, "dns": [name, *dns], "ips": [address], "usage": usage})
+
+
+def write_pair(directory: Path, stem: str, pair: dict[str, str]) -> tuple[Path, Path]:
+    (directory / f"{stem}.pem").write_text(pair["cert"])
+    (directory / f"{stem}-key.pem").write_text(pair["key"])
+    return directory / f"{stem}.pem", directory / f"{stem}-key.pem"
+
+
+def database_answers(tmp_path: Path, pair: dict[str, str]) -> socket.socket:
+    """A TLS server with `pair` on one end of a socket pair; the other end, connected as pymysql would be (to an
+    address that is the gateway's, not a member's)."""
+    cert, key = write_pair(tmp_path, "server", pair)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    left, right = socket.socketpair()
+    left.settimeout(5)
+    right.settimeout(5)
+
+    def serve() -> None:
+        with contextlib.suppress(ssl.SSLError, OSError), server.wrap_socket(left, server_side=True) as tls:
+            tls.sendall(b"ok")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return right
+
+
+def test_galera_tls_context_checks_the_ca_and_the_cells_database_name(tmp_path):
+    ca = make_ca("db-cell-a CA")
+    (tmp_path / "ca.pem").write_text(ca[0])
+    engine = L.GaleraEngine(L.DBConfig("10.80.1.10", 6032, "u", "pw", "d", str(tmp_path / "ca.pem"), "cell-a.db.lab"))
     ctx = engine.tls_context()
-    assert ctx.verify_mode == ssl.CERT_REQUIRED and not ctx.check_hostname
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert engine.tls_context() is ctx
+    member = pem_pair(ca, "a-db-1", "10.80.1.11", "server", "cell-a.db.lab")
+    # pymysql wraps with the host it dialled (the gateway): the name checked is still the cell's database.
+    with ctx.wrap_socket(database_answers(tmp_path, member), server_hostname="10.80.1.10") as tls:
+        assert tls.recv(2) == b"ok"
+    other_cell = pem_pair(ca, "a-db-1", "10.80.1.11", "server", "cell-b.db.lab")
+    with pytest.raises(ssl.SSLCertVerificationError, match=r"cell-a\.db\.lab"):
+        ctx.wrap_socket(database_answers(tmp_path, other_cell), server_hostname="10.80.1.10")
+    stranger = pem_pair(make_ca("another CA"), "a-db-1", "10.80.1.11", "server", "cell-a.db.lab")
+    with pytest.raises(ssl.SSLCertVerificationError, match="unable to get local issuer"):
+        ctx.wrap_socket(database_answers(tmp_path, stranger), server_hostname="10.80.1.10")
 
 
 # ---------------------------------------------------------------- transaction runner (fake engine)
@@ -408,20 +444,46 @@ def test_db_state_logs_changes_only(capsys):
 # ---------------------------------------------------------------- HTTP layer (fake engine, no schema: 503s)
 
 
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict[str, Any]:
+    """The ledger's CA with the ledger's certificate and a gateway's client certificate, and a stranger's."""
+    directory = tmp_path_factory.mktemp("ledger-tls")
+    ca = make_ca("ledger CA")
+    (directory / "ca.pem").write_text(ca[0])
+    return {
+        "ca": directory / "ca.pem",
+        "server": write_pair(directory, "server", pem_pair(ca, "a-edge-1", "127.0.0.1", "server")),
+        "gateway": write_pair(directory, "gateway", pem_pair(ca, "gateway@a-edge-1", "127.0.0.1", "client")),
+        "stranger": write_pair(directory, "stranger", pem_pair(make_ca("x"), "x", "127.0.0.1", "client")),
+        "another-ledger": write_pair(directory, "other", pem_pair(ca, "b-edge-1", "127.0.0.1", "server")),
+    }
+
+
+def client_tls(pki: dict[str, Any], as_: str | None = "gateway") -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    if as_:
+        ctx.load_cert_chain(*pki[as_])
+    return ctx
+
+
 @pytest.fixture
-def server() -> Iterator[tuple[str, int]]:
-    cfg = L.Config(**{**L.parse_config(CONFIG).__dict__, "port": 0})
+def server(pki) -> Iterator[tuple[str, int, ssl.SSLContext]]:
+    cert, key = pki["server"]
+    tls = L.TLSConfig(str(cert), str(key), str(pki["ca"]))
+    cfg = L.Config(**{**L.parse_config(CONFIG).__dict__, "port": 0, "tls": tls})
     ledger = L.Ledger(cfg, FakeEngine(refuse=True))
     srv = L.make_server(ledger)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield srv.server_address[:2]
+    yield (*srv.server_address[:2], client_tls(pki))
     srv.shutdown()
     srv.server_close()
 
 
-def call(address: tuple[str, int], method: str, path: str, body: Any = None, headers: dict | None = None) -> Any:
-    conn = http.client.HTTPConnection(*address, timeout=5)
+def call(
+    address: tuple[str, int, ssl.SSLContext], method: str, path: str, body: Any = None, headers: Any = None
+) -> Any:
+    conn = http.client.HTTPSConnection(*address[:2], timeout=5, context=address[2])
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     conn.request(method, path, body=data, headers=headers or {})
     resp = conn.getresponse()
@@ -469,8 +531,25 @@ def test_http_errors_are_json_with_identity(server, method, path, body, headers,
         assert payload["error"] == "cell database unavailable"
 
 
+def test_only_gateways_with_a_certificate_of_the_ledgers_ca_are_served(server, pki):
+    host, port, _ = server
+    assert call(server, "GET", "/health")[0] == 200
+    for who in ("stranger", "another-ledger", None):  # another CA; a server certificate; none at all
+        conn = http.client.HTTPSConnection(host, port, timeout=5, context=client_tls(pki, who))
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            conn.request("GET", "/health")
+            conn.getresponse()
+        conn.close()
+    plain = http.client.HTTPConnection(host, port, timeout=5)
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        plain.request("GET", "/health")
+        plain.getresponse()
+    plain.close()
+    assert call(server, "GET", "/health")[0] == 200  # refusals did not hurt the server
+
+
 def test_keep_alive_and_chunked_bodies(server):
-    conn = http.client.HTTPConnection(*server, timeout=5)
+    conn = http.client.HTTPSConnection(*server[:2], timeout=5, context=server[2])
     for _ in range(3):
         conn.request("GET", "/health")
         resp = conn.getresponse()

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from hivestack.components.tls import issue, make_ca
 from hivestack.ledger import load
 
 pytestmark = pytest.mark.unit
@@ -25,8 +27,9 @@ pytestmark = pytest.mark.unit
 
 
 def test_parse_target():
-    t = load.parse_target("dc-a=http://10.80.1.10:8080")
-    assert (t.name, t.scheme, t.host, t.port, t.prefix) == ("dc-a", "http", "10.80.1.10", 8080, "")
+    t = load.parse_target("dc-a=https://10.80.1.10:8443")
+    assert (t.name, t.scheme, t.host, t.port, t.prefix) == ("dc-a", "https", "10.80.1.10", 8443, "")
+    assert load.parse_target("local=http://127.0.0.1:8100").scheme == "http"
     t = load.parse_target("edge=https://gw.example/ledger/")
     assert (t.port, t.prefix) == (443, "/ledger")
     for bad in ("dc-a", "=http://h:1", "dc-a=ftp://h", "dc-a=http://", "d c=http://h:1"):
@@ -154,12 +157,14 @@ def make_handler(stub: StubLedger) -> type[BaseHTTPRequestHandler]:
 def serve() -> Iterator[Any]:
     servers: list[ThreadingHTTPServer] = []
 
-    def start(stub: StubLedger) -> str:
+    def start(stub: StubLedger, tls: ssl.SSLContext | None = None) -> str:
         server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(stub))
         server.daemon_threads = True
+        if tls:
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
+        return f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
 
     yield start
     for server in servers:
@@ -254,6 +259,62 @@ def test_stop_ends_a_run_early_with_a_summary(serve):
     assert summary.interrupted and summary.targets["x"].count > 0
 
 
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict[str, Any]:
+    """A gateway CA with a front door certificate for 127.0.0.1, one for another address, a client certificate
+    (certificate and key in one PEM), and another CA."""
+    directory = tmp_path_factory.mktemp("load-tls")
+    ca, other = make_ca("gateway CA"), make_ca("another CA")
+
+    def write(name: str, ca_pair: tuple[str, str], address: str, usage: str) -> str:
+        pair = issue(*ca_pair, {"common_name": name, "dns": [name], "ips": [address], "usage": usage})
+        (directory / f"{name}.pem").write_text(pair["cert"] + pair["key"])
+        return str(directory / f"{name}.pem")
+
+    (directory / "ca.pem").write_text(ca[0])
+    (directory / "other-ca.pem").write_text(other[0])
+    return {
+        "ca": str(directory / "ca.pem"),
+        "other_ca": str(directory / "other-ca.pem"),
+        "front": write("gw", ca, "127.0.0.1", "server"),
+        "elsewhere": write("gw-elsewhere", ca, "10.9.9.9", "server"),
+        "client": write("checker", ca, "127.0.0.1", "client"),
+    }
+
+
+def front_door(pki: dict[str, Any], cert: str = "front", client_ca: str | None = None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki[cert])
+    if client_ca:
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def test_https_targets_are_held_to_the_ca_and_their_address(serve, pki):
+    good = load.run_load(
+        [f"x={serve(StubLedger(), front_door(pki))}"], "1", workers=1, duration=0.2, tls=load.tls_context(pki["ca"])
+    )
+    assert good.targets["x"].ok == good.targets["x"].count > 0
+    for target, tls in (
+        (serve(StubLedger(), front_door(pki)), load.tls_context(pki["other_ca"])),  # another CA
+        (serve(StubLedger(), front_door(pki, "elsewhere")), load.tls_context(pki["ca"])),  # names another address
+        (serve(StubLedger(), front_door(pki)), None),  # the system's CAs know no platform CA
+    ):
+        stats = load.run_load([f"x={target}"], "1", workers=1, duration=0.2, tls=tls).targets["x"]
+        assert stats.ok == 0 and set(stats.connection_errors) == {"SSLCertVerificationError"}, stats
+
+
+def test_a_client_certificate_is_presented_to_a_target_that_asks(serve, pki):
+    url = serve(StubLedger(), front_door(pki, client_ca=pki["ca"]))
+    with_cert = load.run_load(
+        [f"x={url}"], "1", workers=1, duration=0.2, tls=load.tls_context(pki["ca"], pki["client"])
+    )
+    assert with_cert.targets["x"].ok == with_cert.targets["x"].count > 0
+    without = load.run_load([f"x={url}"], "1", workers=1, duration=0.2, tls=load.tls_context(pki["ca"]))
+    assert without.targets["x"].ok == 0 and without.targets["x"].connection_errors
+
+
 def test_invalid_arguments():
     with pytest.raises(ValueError, match="unique"):
         load.run_load(["a=http://127.0.0.1:1", "a=http://127.0.0.1:2"], "1", duration=0.1)
@@ -270,3 +331,13 @@ def test_command_line_prints_one_json_summary(serve, tmp_path):
     summary = json.loads(out.getvalue())
     assert summary["targets"]["dc-a"]["ok"] == summary["total"]["ok"] > 0
     assert load.main(["--target", "nonsense", "--customers", "0-4"]) == 2
+
+
+def test_command_line_verifies_https_with_the_ca_file(serve, pki, tmp_path):
+    url = serve(StubLedger(), front_door(pki))
+    argv = ["--target", f"dc-a={url}", "--customers", "0-4", "--workers", "1", "--duration", "0.2"]
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert load.main([*argv, "--ca-file", pki["ca"]]) == 0
+    assert json.loads(out.getvalue())["targets"]["dc-a"]["errors"] == {}
+    assert load.main([*argv, "--ca-file", str(tmp_path / "missing.pem")]) == 2

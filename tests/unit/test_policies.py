@@ -10,9 +10,11 @@ from typing import Any
 
 import pulumi
 import pytest
-from hivestack_policies import POLICIES
+from hivestack_policies import POLICIES, SENSITIVE_NAME
+from pulumi.runtime.mocks import MockMonitor
 from pulumi_policy import StackValidationPolicy
 
+from hivestack.ansible.stages import STAGES
 from hivestack.components import types
 from tests.conftest import LAB_TOPOLOGY
 from tests.unit.test_program import build
@@ -24,20 +26,32 @@ Resources = list[SimpleNamespace]
 
 @pytest.fixture(scope="module")
 def lab_resources() -> Resources:
+    """What a lab stack declares (its configuration stages included), each resource with the secret outputs its
+    registration asked for: what the engine hands the policy pack, nothing stamped on afterwards."""
     captured: Resources = []
+    marked: dict[str, list[str]] = {}
+    register = MockMonitor.RegisterResource
+
+    def recording(self: MockMonitor, request: Any) -> Any:
+        marked[request.name] = list(request.additionalSecretOutputs)
+        return register(self, request)
 
     @pulumi.runtime.test
     def run() -> pulumi.Output:
-        mocks, registered = build(LAB_TOPOLOGY)
+        mocks, registered = build(LAB_TOPOLOGY, configure=True)
 
         def keep(_: Any) -> None:
+            assert len({n for _, n, _ in mocks.resources}) == len(mocks.resources)  # names key the markings
             captured.extend(
-                SimpleNamespace(resource_type=t, name=n, props=p, urn=f"urn:{t}:{n}") for t, n, p in mocks.resources
+                SimpleNamespace(resource_type=t, name=n, props=p, urn=f"urn:{t}:{n}", secret_outputs=marked[n])
+                for t, n, p in mocks.resources
             )
 
         return registered.apply(keep)
 
-    run()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MockMonitor, "RegisterResource", recording)
+        run()
     return captured
 
 
@@ -53,7 +67,7 @@ def violations(policy_name: str, resources: Resources) -> list[str]:
         policy.validate(SimpleNamespace(resources=resources), report)
     else:
         for r in resources:
-            opts = SimpleNamespace(additional_secret_outputs=getattr(r, "secret_outputs", []))
+            opts = SimpleNamespace(additional_secret_outputs=r.secret_outputs)
             policy.validate(
                 SimpleNamespace(resource_type=r.resource_type, props=r.props, name=r.name, urn=r.urn, opts=opts),
                 report,
@@ -102,7 +116,16 @@ def _etcd_to_workers(rs: Resources) -> None:
 
 
 def _unmarked_password(rs: Resources) -> None:
-    rs.append(SimpleNamespace(resource_type="x:y:Z", name="db", props={"db_password": "s3cret"}, urn="urn:db"))
+    rs.append(
+        SimpleNamespace(
+            resource_type="x:y:Z", name="db", props={"db_password": "s3cret"}, urn="urn:db", secret_outputs=[]
+        )
+    )
+
+
+def _stage_secrets_unmarked(rs: Resources) -> None:
+    # A configuration stage registered without its secret marking (the platform's passwords and keys in clear).
+    next(r for r in rs if r.name == "configure-database").secret_outputs = []
 
 
 CASES: list[tuple[str, Callable[[Resources], None], str]] = [
@@ -117,6 +140,11 @@ CASES: list[tuple[str, Callable[[Resources], None], str]] = [
     ("sensitive-ports-least-privilege", _mysql_public, "port 3306 (mysql) is opened to ['0.0.0.0/0']"),
     ("sensitive-ports-least-privilege", _etcd_to_workers, "port 2379 (etcd-client) is opened to roles ['k8s-worker']"),
     ("secrets-marked-secret", _unmarked_password, "property 'db_password' holds a secret but is not marked secret"),
+    (
+        "secrets-marked-secret",
+        _stage_secrets_unmarked,
+        "configure-database: property 'secret_vars' holds a secret but is not marked secret",
+    ),
 ]
 
 
@@ -126,11 +154,13 @@ def test_every_policy_has_a_failing_case():
 
 @pytest.mark.parametrize("name", sorted({p.name for p in POLICIES}))
 def test_policy_passes_on_lab(name: str, lab_resources: Resources):
-    resources = copy.deepcopy(lab_resources)
-    for r in resources:
-        if r.resource_type == "pulumi-python:dynamic:Resource":
-            r.secret_outputs = ["secret"]  # what GeneratedSecret declares
-    assert violations(name, resources) == []
+    assert violations(name, copy.deepcopy(lab_resources)) == []
+
+
+def test_the_lab_gives_the_secrets_policy_something_to_check(lab_resources: Resources):
+    # Its pass above is not for want of secrets: every configuration stage carries them, and marks them.
+    holding = {r.name: r.secret_outputs for r in lab_resources if any(SENSITIVE_NAME.search(k) for k in r.props)}
+    assert holding == {f"configure-{stage}": ["secret_vars"] for stage in STAGES}
 
 
 @pytest.mark.parametrize(("name", "mutate", "expected"), CASES, ids=[f"{c[0]}:{c[1].__name__}" for c in CASES])

@@ -1,4 +1,5 @@
-"""The Pulumi program's resources, built under Pulumi's mocks: counts per DC, labels, quorum placement, secrets."""
+"""The Pulumi program's resources, built under Pulumi's mocks: hosts per DC and pool as the topology declares them,
+labels, quorum placement, each cell's members in its failover order, secrets."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from tests.conftest import LAB_TOPOLOGY, SAMPLE_TOPOLOGY
+from hivestack.topology import load_topology
+from tests.conftest import LAB_TOPOLOGY, ROOT, SAMPLE_TOPOLOGY
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -29,17 +31,27 @@ class RecordingMocks(pulumi.runtime.Mocks):
 pytestmark = pytest.mark.unit
 
 
-def build(topology_path) -> tuple[RecordingMocks, pulumi.Output]:
-    """Build the platform; the returned output resolves once every resource reached the mock monitor."""
+def build(topology_path, configure: bool = False) -> tuple[RecordingMocks, pulumi.Output]:
+    """Build the platform (configure: and its host configuration stages, as the program does on a lab stack); the
+    returned output resolves once every resource reached the mock monitor."""
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="hivestack", stack="unit", preview=False)
     # Imported after set_mocks, as Pulumi's testing guide asks.
+    from hivestack.ansible.stages import configure_hosts
     from hivestack.components import Platform, PlatformArgs
-    from hivestack.topology import load_topology
 
-    platform = Platform("unit", PlatformArgs(topology=load_topology(topology_path)))
+    loaded = load_topology(topology_path)
+    platform = Platform("unit", PlatformArgs(topology=loaded))
     children = [*platform.hosts.values(), *platform.cells.values(), *platform.firewall, *platform.secrets.values()]
+    if configure:
+        children += configure_hosts(ROOT, loaded, None, platform.host_secrets(), triggers=[], depends_on=[])
     return mocks, pulumi.Output.all(*[r.urn for r in children])
+
+
+def declared_servers(topology_path) -> Counter[tuple[str, str, str]]:
+    """Servers the topology file declares, per (DC, pool, arch): read from its pools, not from the placement."""
+    t = load_topology(topology_path).topology
+    return Counter({(dc.name, p.name, p.arch.value): p.count for dc in t.datacenters for p in dc.pools})
 
 
 @pulumi.runtime.test
@@ -50,7 +62,7 @@ def test_lab_hosts_per_dc_and_labels():
 
     def check(_: Any) -> None:
         hosts = mocks.of_type(types.HOST)
-        assert Counter(h["dc"] for h in hosts) == {"dc-a": 2, "dc-b": 2, "dc-c": 3}
+        assert Counter((h["dc"], h["pool"], h["arch"]) for h in hosts) == declared_servers(LAB_TOPOLOGY)
         for h in hosts:
             assert h["labels"]["topology.kubernetes.io/zone"] == h["dc"]
             assert h["labels"]["kubernetes.io/arch"] == h["arch"]
@@ -65,31 +77,37 @@ def test_sample_counts_quorum_placement_and_firewall():
     from hivestack.topology.ports import sensitive_ports
 
     mocks, registered = build(SAMPLE_TOPOLOGY)
+    topology = load_topology(SAMPLE_TOPOLOGY).topology
 
     def check(_: Any) -> None:
         hosts = mocks.of_type(types.HOST)
-        per_dc = Counter(h["dc"] for h in hosts)
-        assert per_dc == {"sz-a": 200, "sz-b": 200, "sz-c": 200, "sz-d": 200, "sz-e": 200, "gz-dr": 40}
-        assert all(h["arch"] == "arm64" for h in hosts)
+        assert Counter((h["dc"], h["pool"], h["arch"]) for h in hosts) == declared_servers(SAMPLE_TOPOLOGY)
         # etcd and the Kubernetes control plane: exactly one member in each same-city DC.
         for role in ("etcd", "k8s-control"):
             assert Counter(h["dc"] for h in hosts if role in h["roles"]) == dict.fromkeys(
-                ["sz-a", "sz-b", "sz-c", "sz-d", "sz-e"], 1
+                [dc.name for dc in topology.same_city_dcs], 1
             )
         host_dc = {h["name"]: h["dc"] for h in hosts}
         cells = mocks.of_type(types.CELL)
-        assert len(cells) == 60
+        assert {c["name"]: [m["dc"] for m in c["members"]] for c in cells} == {
+            c.name: c.member_dcs for c in topology.cells
+        }
         for cell in cells:
             dcs = [m["dc"] for m in cell["members"]]
-            assert len(set(dcs)) == len(dcs) == 3
+            assert len(set(dcs)) == len(dcs)
             assert host_dc[cell["writer"]] == cell["home"] == dcs[0]
             assert all(host_dc[m["host"]] == m["dc"] for m in cell["members"])
         for rule in mocks.of_type(types.FIREWALL_RULE):
             if rule["port"] in sensitive_ports():
                 assert rule["from_cidrs"] == []
         secrets = [p for t, _, p in mocks.resources if t == "pulumi-python:dynamic:Resource"]
-        # etcd root, GNS agent, three per cell, and the platform CA.
-        assert len(secrets) == 2 + 3 * 60 + 1
+        # etcd root, GNS agent, three per cell, and a CA per trust domain: etcd peers, etcd clients, the gateways'
+        # front door, the ledgers, and each cell's database.
+        assert len(secrets) == 2 + 3 * len(topology.cells) + 4 + len(topology.cells)
+        authorities = {p["name"] for p in secrets if "subjects" in p}
+        assert authorities == {"tls-etcd-peer", "tls-etcd-client", "tls-gateway", "tls-ledger"} | {
+            f"tls-db-{c['name']}" for c in cells
+        }
 
     return registered.apply(check)
 
@@ -107,7 +125,8 @@ def test_declared_resources_pass_the_policy_rules():
     def verify(_: Any) -> None:
         resources = [SimpleNamespace(resource_type=t, props=p) for t, _, p in mocks.resources]
         facts = facts_from_resources(resources)
-        assert facts is not None and len(facts.cells) == 60
+        assert facts is not None
+        assert [c.name for c in facts.cells] == [c.name for c in load_topology(SAMPLE_TOPOLOGY).topology.cells]
         assert check(facts) == []
 
     return registered.apply(verify)

@@ -66,7 +66,7 @@ def build(loaded: LoadedTopology, stack_outputs: dict[str, Any], trust: HostTrus
             "hivestack_cells": list(host.cells),
             "hivestack_labels": host.labels(topology.city),
             "hivestack_remote_dc": topology.datacenter(host.dc).remote,
-            "hivestack_firewall_allow": firewall_allow(loaded, host),
+            "hivestack_firewall_allow": firewall_allow(loaded, host, lab["mgmt"] if lab else None),
             "hivestack_lab": bool(lab),
             # A lab host of another architecture runs under qemu-user (see hivestack.lab.rootfs).
             "hivestack_emulated": bool(lab) and host.arch.machine != platform.machine(),

@@ -8,7 +8,8 @@ from typing import Any
 from hivestack.topology import LoadedTopology
 from hivestack.topology.model import Role
 from hivestack.topology.placement import Host
-from hivestack.topology.ports import SERVICES, cell_ports
+from hivestack.topology.ports import SERVICES, SSH_PORT, cell_ports, host_ports
+from hivestack.topology.trust import cell_db_name
 
 # The database engine behind the seam (src/hivestack/engines); one per platform for now.
 DB_ENGINE = "galera"
@@ -26,6 +27,8 @@ def platform_vars(loaded: LoadedTopology) -> dict[str, Any]:
         "hivestack_topology": topology.name,
         "hivestack_city": topology.city,
         "hivestack_db_engine": DB_ENGINE,
+        # The ports matrix (hivestack.topology.ports): the one source of every port a role listens on or dials.
+        "hivestack_ports": host_ports(),
         "hivestack_all_cells": [
             {
                 "name": cell.name,
@@ -33,6 +36,7 @@ def platform_vars(loaded: LoadedTopology) -> dict[str, Any]:
                 "home": cell.home,
                 "range_start": cell.range.start,
                 "range_end": cell.range.end,
+                "db_name": cell_db_name(topology.name, cell.name),  # what clients check the writer's certificate for
                 "members": [
                     {"host": m.host, "dc": m.dc, "address": address[m.host], "order": m.order}
                     for m in sorted(placement.cell_members[cell.name], key=lambda m: m.order)
@@ -47,11 +51,23 @@ def platform_vars(loaded: LoadedTopology) -> dict[str, Any]:
     }
 
 
-def firewall_allow(loaded: LoadedTopology, host: Host) -> list[dict[str, Any]]:
-    """What this host accepts beyond SSH and ICMP: one entry per service it runs, with the client addresses."""
+def ssh_sources(loaded: LoadedTopology, lab_mgmt: str | None = None) -> list[str]:
+    """Where SSH may come from: the topology's management networks and bastions, and in the lab the core namespace
+    the controller connects from (`lab_mgmt`, the lab's management address). Anywhere only when nothing says where
+    operators come from: a firewall that shuts them out of every host is no default to fall into."""
+    management = loaded.topology.management
+    sources = {str(n) for n in management.networks} | {f"{a}/32" for a in management.bastions} if management else set()
+    if lab_mgmt:
+        sources.add(f"{lab_mgmt}/32")
+    return sorted(sources) or ["0.0.0.0/0"]
+
+
+def firewall_allow(loaded: LoadedTopology, host: Host, lab_mgmt: str | None = None) -> list[dict[str, Any]]:
+    """What this host accepts beyond ICMP: SSH from management, and one entry per service it runs with the client
+    addresses."""
     hosts = loaded.placement.hosts
     cell_index = {c.name: i for i, c in enumerate(loaded.topology.cells)}
-    allow = []
+    allow: list[dict[str, Any]] = [{"service": "ssh", "ports": [SSH_PORT], "sources": ssh_sources(loaded, lab_mgmt)}]
     for service in SERVICES:
         if service.role not in host.roles:
             continue

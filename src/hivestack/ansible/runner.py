@@ -409,8 +409,8 @@ def _run(
         "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(root / "playbooks" / "roles"),
         "ANSIBLE_NOCOLOR": "1",
-        # SSH control sockets in the project's private run directory (0700), kept warm from one stage to the next.
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(private.parent / "ssh-control"),
+        # SSH control sockets in the project's private state directory (0700), kept warm from one stage to the next.
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(root / ".hivestack" / "ssh-control"),
         # The venv's ansible-playbook, whichever PATH the caller (a Pulumi provider process) has.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]),
     }

@@ -94,14 +94,14 @@ def show(result: dict, out: Console) -> None:
             reports.fmt(c["rto_s"]),
             reports.fmt(c["max_pause_s"]),
             str(c["errors"]),
-            str(c["rpo_writes"]),
-            "yes" if c["diverged"] else "no",
-            "yes" if c["split_brain"] else "no",
+            reports.lost(c),
+            reports.flag(c["diverged"], "not checked"),
+            reports.flag(c["split_brain"], "not measured"),
         )
     out.print(table)
     for v in result["verdicts"]:
-        if not v["met"]:
-            out.print(f"missed: {v['cell']}: {v['target']}: {v['value']}", style="red")
+        if v["outcome"] != "met":
+            out.print(f"{v['outcome']}: {v['cell']}: {v['target']}: {v['value']}", style="red", markup=False)
     for e in result["errors"]:
         out.print(f"error: {e}", style="red", markup=False)
     out.print(

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from hivestack.cli.errors import FOUND_PROBLEM, OK, CannotRun
 from hivestack.topology import Topology, TopologyError, load_topology
+from hivestack.topology.printable import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,13 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_validate(args: argparse.Namespace, out: Console, err: Console) -> int:
     if not args.file.is_file():
-        raise CannotRun(f"{args.file}: no such file")
+        raise CannotRun(f"{args.file}: {'not a regular file' if args.file.exists() else 'no such file'}")
     try:
         loaded = load_topology(args.file)
     except TopologyError as e:
         if args.json:
             problems = [{"file": p.file, "path": p.path, "line": p.line, "message": p.message} for p in e.problems]
-            out.print_json(json.dumps({"valid": False, "problems": problems}))
+            # ASCII only: JSON escapes C0 controls but would pass C1 controls and bidirectional overrides through.
+            out.print_json(json.dumps({"valid": False, "problems": problems}), ensure_ascii=True)
         for p in e.problems:
             err.print(f"error: {p}", markup=False, highlight=False, soft_wrap=True)
         return FOUND_PROBLEM
@@ -46,11 +48,12 @@ def run_validate(args: argparse.Namespace, out: Console, err: Console) -> int:
         "cells": len(t.cells),
     }
     if args.json:
-        out.print_json(json.dumps(summary))
+        out.print_json(json.dumps(summary), ensure_ascii=True)
     else:
         out.print(
-            f"{args.file}: valid — {t.name} in {t.city}: {len(t.datacenters)} DCs, {len(hosts)} servers, "
-            f"{len(t.cells)} cells; survives the loss of any one DC",
+            f"{printable(str(args.file))}: valid — {t.name} in {t.city}: {len(t.datacenters)} DCs, "
+            f"{len(hosts)} servers, {len(t.cells)} cells; survives the loss of any one DC",
+            markup=False,
             highlight=False,
         )
     return OK

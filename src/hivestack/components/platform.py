@@ -17,6 +17,7 @@ from hivestack.components.tls import TlsAuthority
 from hivestack.topology import Host as HostModel
 from hivestack.topology import LoadedTopology
 from hivestack.topology.ports import SERVICES
+from hivestack.topology.trust import trust_domains
 
 
 @dataclass(frozen=True)
@@ -74,19 +75,21 @@ class Platform(Declared):
             },
         }
 
-        # One CA per platform: etcd peers and clients, database clients and replication, state transfer.
-        self.tls = TlsAuthority(
-            "platform-tls",
-            hosts=[{"name": h.name, "address": str(h.address)} for h in placement.hosts],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        # One CA per trust domain (hivestack.topology.trust): each role's peers accept that role's certificates only.
+        self.tls = {
+            domain.name: TlsAuthority(
+                f"tls-{domain.name}",
+                subjects=[s.to_dict() for s in domain.subjects],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for domain in trust_domains(args.topology)
+        }
 
     def host_secrets(self) -> pulumi.Output[dict[str, object]]:
         """Everything generated that the playbooks need, as one secret value (`hivestack_secrets`)."""
         return pulumi.Output.secret(
             pulumi.Output.all(
-                ca_cert=self.tls.ca_cert,
-                certs=self.tls.certs,
+                tls={name: {"ca_cert": ca.ca_cert, "certs": ca.certs} for name, ca in self.tls.items()},
                 etcd_root=self.secrets["etcd-root"].secret,
                 gns_agent=self.secrets["gns-agent"].secret,
                 cells={
@@ -95,13 +98,17 @@ class Platform(Declared):
                 },
             ).apply(
                 lambda v: {
-                    "tls": {"ca_cert": v["ca_cert"], "certs": v["certs"]},
+                    "tls": v["tls"],  # domain -> {"ca_cert", "certs": "<host>/<purpose>" -> {"cert", "key"}}
                     "etcd_root_password": v["etcd_root"],
                     "gns_agent_password": v["gns_agent"],
                     "cells": v["cells"],
                 }
             )
         )
+
+    def ca_certs(self) -> dict[str, pulumi.Output[str]]:
+        """Each trust domain's CA certificate (public): what clients outside the platform verify it with."""
+        return {name: ca.ca_cert for name, ca in self.tls.items()}
 
     def inventory(self) -> dict[str, object]:
         """The host inventory the Ansible layer and the tests read back from the stack outputs."""

@@ -31,8 +31,10 @@ class CellLoad:
 
 
 class BackgroundLoad:
-    def __init__(self, cells: list[dict[str, Any]], gateways: dict[str, str], out_dir: Path, netns: str | None) -> None:
-        self.cells, self.gateways, self.out_dir = cells, gateways, out_dir
+    def __init__(
+        self, cells: list[dict[str, Any]], gateways: dict[str, str], gateway_ca: str, out_dir: Path, netns: str | None
+    ) -> None:
+        self.cells, self.gateways, self.gateway_ca, self.out_dir = cells, gateways, gateway_ca, out_dir
         self.prefix = ["ip", "netns", "exec", netns] if netns else []
         self.loads: list[CellLoad] = []
         self.summaries: dict[str, Any] = {}
@@ -42,12 +44,14 @@ class BackgroundLoad:
 
     def start(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        ca_file = self.out_dir / "gateway-ca.pem"  # the gateways' HTTPS is verified, names included
+        ca_file.write_text(self.gateway_ca)
         run = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         for cell in self.cells:
             first = cell["range_start"]
             argv = [*self.prefix, sys.executable, "-m", "hivestack.ledger.load"]
             argv += [arg for dc, url in sorted(self.gateways.items()) for arg in ("--target", f"{dc}={url}")]
-            argv += ["--customers", f"{first}-{first + CUSTOMERS - 1}", "--setup-accounts"]
+            argv += ["--ca-file", str(ca_file), "--customers", f"{first}-{first + CUSTOMERS - 1}", "--setup-accounts"]
             argv += ["--workers", str(WORKERS), "--rate", str(RATE), "--duration", str(MAX_DURATION_S)]
             argv += ["--ack-log", str(self.ack_log(cell["name"])), "--run-id", f"drill-{run}-{cell['name']}"]
             log = self.ack_log(cell["name"])

@@ -49,7 +49,8 @@ class CellMeasure:
     errors: int  # requests through surviving gateways answered with an error (or not at all) during the fault
     acked: int  # writes acknowledged during the fault, through any gateway
     writers: list[str]  # the members that acknowledged them
-    split_brain: bool
+    # None: not measured (no complete cut, so no sides to find writers on: gray failure, one host, planned switches).
+    split_brain: bool | None
     split_brain_detail: str = ""
     errors_per_dc: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -71,7 +72,8 @@ def cell_measure(
     rto = round(min(after) - window.fault, 3) if after else None
     during = [a for a in acks if window.during(a.t)]
     writers = sorted({a.db_member for a in during if a.ok and a.db_member})
-    split, detail = (False, "")
+    split: bool | None = None
+    detail = ""
     if isolates:
         split, detail = _split_brain(acks, window, inside_hosts)
     return CellMeasure(

@@ -12,6 +12,22 @@ def fmt(value: float | None, unit: str = " s") -> str:
     return "never" if value is None else f"{value:.2f}{unit}"
 
 
+def lost(cell: dict[str, Any]) -> str:
+    """A cell's lost writes; unknown (a member not checked, nothing to look up) is never shown as 0."""
+    return "not checked" if cell["rpo_writes"] is None else str(cell["rpo_writes"])
+
+
+def flag(value: bool | None, unknown: str) -> str:
+    """yes / no, or what an unknown value means (divergence not checked, split-brain not measured)."""
+    return unknown if value is None else ("yes" if value else "no")
+
+
+def lost_total(rpo: dict[str, Any]) -> str:
+    if rpo["lost"] is None:
+        return f"not checked in {', '.join(rpo['not_checked'])}"
+    return str(rpo["lost"])
+
+
 def write(report: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -26,7 +42,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Drill {report['drill']} on {report['target']} (stack {report['stack']})",
         "",
         f"Started {report['started']}, injector `{report['injector']}`, fault held {report['hold_s']:g} s. "
-        f"Targets: **{verdict}**. Acknowledged writes: {report['rpo']['acked']}, lost: {report['rpo']['lost']}.",
+        f"Targets: **{verdict}**. Acknowledged writes: {report['rpo']['acked']}, lost: {lost_total(report['rpo'])}.",
         "",
         "| cell | writer inside | RTO | longest pause | errors | acked in fault | writers | lost | diverged"
         " | split-brain |",
@@ -35,8 +51,8 @@ def markdown(report: dict[str, Any]) -> str:
     for c in report["cells"]:
         lines.append(
             f"| {c['cell']} | {'yes' if c['led_from_inside'] else 'no'} | {fmt(c['rto_s'])} | {fmt(c['max_pause_s'])} "
-            f"| {c['errors']} | {c['acked']} | {', '.join(c['writers'])} | {c['rpo_writes']} "
-            f"| {'yes' if c['diverged'] else 'no'} | {'yes' if c['split_brain'] else 'no'} |"
+            f"| {c['errors']} | {c['acked']} | {', '.join(c['writers'])} | {lost(c)} "
+            f"| {flag(c['diverged'], 'not checked')} | {flag(c['split_brain'], 'not measured')} |"
         )
     lines += [
         "",
@@ -45,9 +61,10 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for dc, row in report["errors_per_dc"].items():
         lines.append(f"| {dc} | {row['requests']} | {row['errors']} | {row['acked']} | {row['acked_sent_during']} |")
-    lines += ["", "| cell | target | value | met |", "|---|---|---|---|"]
+    lines += ["", "| cell | target | value | outcome |", "|---|---|---|---|"]
     for v in report["verdicts"]:
-        lines.append(f"| {v['cell']} | {v['target']} | {v['value']} | {'yes' if v['met'] else '**no**'} |")
+        outcome = v["outcome"] if v["outcome"] == "met" else f"**{v['outcome']}**"
+        lines.append(f"| {v['cell']} | {v['target']} | {v['value']} | {outcome} |")
     if report["errors"]:
         lines += ["", "Errors during the run:", *(f"- {e}" for e in report["errors"])]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from hivestack.engines import CellEngine, Member, engine_for
 from hivestack.topology import LoadedTopology
 from hivestack.topology.model import Role
 from hivestack.topology.ports import BY_NAME
+from hivestack.topology.trust import GATEWAY
 
 
 @dataclass
@@ -71,8 +72,16 @@ class Stack:
 
     def gateways(self) -> dict[str, str]:
         """Front door URL per DC."""
-        port = BY_NAME["gateway-http"].port
-        return {gw["dc"]: f"http://{gw['address']}:{port}" for gw in self.platform["hivestack_gateways"]}
+        port = BY_NAME["gateway-https"].port
+        return {gw["dc"]: f"https://{gw['address']}:{port}" for gw in self.platform["hivestack_gateways"]}
+
+    @property
+    def gateway_ca(self) -> str:
+        """The CA the gateways' front door certificates chain to (a public stack output)."""
+        try:
+            return self.outputs["ca_certs"][GATEWAY]
+        except KeyError:
+            raise ValueError(f"stack {self.name} exports no gateway CA (ca_certs): bring it up again first") from None
 
     def scope_hosts(self, drill: Drill, target: str) -> list[str]:
         """The hosts the fault takes away."""

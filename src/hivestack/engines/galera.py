@@ -40,12 +40,9 @@ class Galera:
         names = ", ".join(f"'{k}'" for k in STATUS)
         try:
             rows = self.query(member, shell, f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
-        except Exception as e:  # an unreachable member is a state, not an error
-            return MemberState(member, False, False, 0, {"error": str(e)[:200]})
-        status = {k.lower(): v for k, v in rows}
-        primary = status.get("wsrep_cluster_status") == "Primary"
-        safe = primary and status.get("wsrep_local_state_comment") == "Synced" and status.get("wsrep_ready") == "ON"
-        return MemberState(member, safe, primary, int(status.get("wsrep_cluster_size", 0)), status)
+        except Exception as e:  # whatever kept it from answering (SSH, the socket, mariadb itself)
+            return MemberState(member, reachable=False, error=str(e)[:200])
+        return member_state(member, {k.lower(): v for k, v in rows})
 
     def writer(self, cell: dict[str, Any], shell: RemoteShell) -> Member | None:
         return next((m for m in self.members(cell) if self.state(m, shell).safe_to_write), None)
@@ -67,6 +64,32 @@ class Galera:
             for table, cols in LEDGER_ROWS.items()
         )
         return {table: f"{count}:{digest}" for table, count, digest in self.query(member, shell, sql)}
+
+
+def member_state(member: Member, status: dict[str, str]) -> MemberState:
+    """The seam's words for a member's wsrep status (a status it did not report counts against it)."""
+    in_quorum = status.get("wsrep_cluster_status") == "Primary"
+    phase = status.get("wsrep_local_state_comment", "")
+    # wsrep_ready OFF: the provider refuses queries even while Synced (it is not applying what the group commits).
+    synced = phase == "Synced" and status.get("wsrep_ready") == "ON"
+    return MemberState(
+        member,
+        reachable=True,
+        in_quorum=in_quorum,
+        synced=synced,
+        # Galera is multi-writer: every synced member of the primary component commits what it is sent.
+        safe_to_write=in_quorum and synced,
+        group_size=_int(status.get("wsrep_cluster_size")) or 0,
+        last_committed=_int(status.get("wsrep_last_committed")),
+        phase=phase,
+    )
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _quote(value: str) -> str:

@@ -1,16 +1,19 @@
 """Load client for the reference ledger: transfers through one or more targets (gateways or ledgers), every response
 recorded, one JSON summary printed. Standard library only: it is also copied to hosts and run as `python3 load.py`.
 
-    python3 load.py --target dc-a=http://10.80.1.10:8080 --target dc-b=http://10.80.2.10:8080 \\
-        --customers 0-29999 --workers 8 --duration 10 [--rate N] [--ack-log FILE.jsonl] [--setup-accounts]
+    python3 load.py --target dc-a=https://10.80.1.10:8443 --target dc-b=https://10.80.2.10:8443 \\
+        --ca-file gateway-ca.pem --customers 0-29999 --workers 8 --duration 10 [--rate N] [--ack-log FILE.jsonl] \\
+        [--setup-accounts] [--cert-file CLIENT.pem]
 
 Per target, --workers threads each keep one keep-alive connection and post transfers between the two accounts
 (load-a, load-b) of a customer drawn from --customers, with idempotency keys <run>-<target>-<worker>-<seq>.
 --setup-accounts first opens both accounts with a large balance for every customer used (through the same target;
 --sample N limits the customers used). The ack log has one JSON line per request; acknowledged means a 2xx status.
 Ctrl-C / SIGTERM stop the workers after their request in flight; the summary is printed all the same.
+HTTPS targets are verified against --ca-file (else the system's CAs), their names included; --cert-file (a PEM with
+the certificate and its key) answers a target that asks for a client certificate.
 
-From Python: `run_load(["dc-a=http://127.0.0.1:8080"], "0-99", duration=2).to_dict()`.
+From Python: `run_load(["dc-a=https://10.80.1.10:8443"], "0-99", duration=2, tls=tls_context("ca.pem")).to_dict()`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 import random
 import secrets
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -72,6 +76,16 @@ def parse_target(text: str) -> Target:
         raise ValueError(f"target URL must be http(s)://HOST[:PORT], got {url!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return Target(name, url, parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+
+def tls_context(ca_file: str | None = None, cert_file: str | None = None) -> ssl.SSLContext:
+    """What HTTPS targets are held to: a certificate chaining to ca_file (the system's CAs without one) that names
+    the target's host or address. cert_file: certificate and key (one PEM) for targets that ask for a client."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        ctx.load_cert_chain(cert_file)
+    return ctx
 
 
 def parse_customers(text: str) -> range:
@@ -259,12 +273,15 @@ def ack_record(
 
 
 class Client:
-    """One keep-alive HTTP/1.1 connection to a target."""
+    """One keep-alive HTTP/1.1 connection to a target (HTTPS ones held to `tls`)."""
 
-    def __init__(self, target: Target, timeout: float = TIMEOUT_S) -> None:
+    def __init__(self, target: Target, timeout: float = TIMEOUT_S, tls: ssl.SSLContext | None = None) -> None:
         self.target = target
-        kind = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
-        self._conn = kind(target.host, target.port, timeout=timeout)
+        self._conn: http.client.HTTPConnection
+        if target.scheme == "https":
+            self._conn = http.client.HTTPSConnection(target.host, target.port, timeout=timeout, context=tls)
+        else:
+            self._conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
         """Status and JSON body (empty when not JSON); raises OSError / http.client.HTTPException on failures."""
@@ -302,9 +319,15 @@ def _error_kind(exc: BaseException) -> str:
 
 
 def _setup_worker(
-    target: Target, todo: Iterator[int], lock: threading.Lock, setup: SetupStats, stop: threading.Event, timeout: float
+    target: Target,
+    todo: Iterator[int],
+    lock: threading.Lock,
+    setup: SetupStats,
+    stop: threading.Event,
+    timeout: float,
+    tls: ssl.SSLContext | None,
 ) -> None:
-    client = Client(target, timeout)
+    client = Client(target, timeout, tls)
     try:
         while not stop.is_set():
             with lock:
@@ -335,14 +358,19 @@ def _setup_worker(
 
 
 def setup_accounts(
-    target: Target, customers: Sequence[int], workers: int, stop: threading.Event, timeout: float = TIMEOUT_S
+    target: Target,
+    customers: Sequence[int],
+    workers: int,
+    stop: threading.Event,
+    timeout: float = TIMEOUT_S,
+    tls: ssl.SSLContext | None = None,
 ) -> SetupStats:
     """Open both load accounts of every customer through the target, with a large initial balance."""
     setup = SetupStats(customers=len(customers))
     todo, lock = iter(customers), threading.Lock()
     start = time.monotonic()
     threads = [
-        threading.Thread(target=_setup_worker, args=(target, todo, lock, setup, stop, timeout), daemon=True)
+        threading.Thread(target=_setup_worker, args=(target, todo, lock, setup, stop, timeout, tls), daemon=True)
         for _ in range(max(1, workers))
     ]
     for thread in threads:
@@ -362,12 +390,13 @@ class _Plan:
     interval_s: float  # between two requests of one worker; 0: as fast as possible
     workers: int
     timeout: float
+    tls: ssl.SSLContext | None
 
 
 def _transfer_worker(
     plan: _Plan, target: Target, index: int, rng: random.Random, stats: Stats, ack: AckLog, stop: threading.Event
 ) -> None:
-    client = Client(target, plan.timeout)
+    client = Client(target, plan.timeout, plan.tls)
     next_at = plan.start + (plan.interval_s * index / plan.workers if plan.interval_s else 0.0)
     try:
         for seq in itertools.count():
@@ -435,9 +464,11 @@ def run_load(
     timeout: float = TIMEOUT_S,
     seed: int | None = None,
     stop: threading.Event | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Summary:
     """Run the load and return its summary. rate: requests per second per target (None: as fast as the workers
-    go). sample: use only that many customers of the range. stop: set it to end early (the summary still comes)."""
+    go). sample: use only that many customers of the range. stop: set it to end early (the summary still comes).
+    tls: what HTTPS targets are held to (default: tls_context(), the system's CAs)."""
     parsed = [t if isinstance(t, Target) else parse_target(t) for t in targets]
     if len({t.name for t in parsed}) != len(parsed):
         raise ValueError("target names must be unique")
@@ -449,6 +480,8 @@ def run_load(
     if sample is not None and sample < len(pool):
         pool = sorted(random.Random(seed).sample(pool, sample))
     run = run_id or time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+    if tls is None and any(t.scheme == "https" for t in parsed):
+        tls = tls_context()
     stop = stop or threading.Event()
     summary = Summary(run, duration, workers, rate, {t.name: Stats() for t in parsed})
 
@@ -457,7 +490,7 @@ def run_load(
         results: dict[str, SetupStats] = {}
 
         def do_setup(target: Target) -> None:
-            results[target.name] = setup_accounts(target, pool, workers, stop, timeout)
+            results[target.name] = setup_accounts(target, pool, workers, stop, timeout, tls)
 
         threads = [threading.Thread(target=do_setup, args=(t,), daemon=True) for t in parsed]
         for thread in threads:
@@ -472,7 +505,7 @@ def run_load(
     threads = []
     for target in parsed:
         plan = _Plan(
-            run, pools[target.name], start, start + duration, workers / rate if rate else 0.0, workers, timeout
+            run, pools[target.name], start, start + duration, workers / rate if rate else 0.0, workers, timeout, tls
         )
         for index in range(workers):
             stats = Stats()
@@ -518,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id", help="prefix of the idempotency keys (default: time and random)")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="per request, seconds (default 5)")
     parser.add_argument("--seed", type=int, help="make the customer, account and amount choices repeatable")
+    parser.add_argument("--ca-file", help="CA certificates (PEM) HTTPS targets must chain to (default: the system's)")
+    parser.add_argument("--cert-file", help="client certificate and its key (one PEM), for targets that ask for one")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -528,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        tls = tls_context(args.ca_file, args.cert_file)
         summary = run_load(
             args.target,
             args.customers,
@@ -541,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             timeout=args.timeout,
             seed=args.seed,
             stop=stop,
+            tls=tls,
         )
     except (ValueError, OSError) as exc:
         print(f"load: {exc}", file=sys.stderr)

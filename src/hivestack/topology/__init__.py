@@ -3,9 +3,10 @@
 Nothing here imports any other part of hivestack.
 """
 
-from hivestack.topology.loader import LoadedTopology, Problem, TopologyError, load_topology, survivability_violations
+from hivestack.topology.loader import LoadedTopology, load_topology, survivability_violations
 from hivestack.topology.model import Arch, Cell, DataCenter, Role, ServerPool, Topology
 from hivestack.topology.placement import Host, Placement, place
+from hivestack.topology.problems import Problem, TopologyError
 
 __all__ = [
     "Arch",

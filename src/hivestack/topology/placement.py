@@ -54,14 +54,16 @@ def place(topology: Topology) -> Placement:
     """Expand pools into hosts and put each cell's database members on the db hosts of their DCs."""
     hosts: list[Host] = []
     for i, dc in enumerate(topology.datacenters):
-        dc_hosts = [(pool, n) for pool in dc.pools for n in range(1, pool.count + 1)]
-        usable = dc.subnet.num_addresses - FIRST_HOST_OFFSET - 1  # keep the broadcast address free
-        if len(dc_hosts) > usable:
+        # Checked on the counts, before a single host is built (the model bounds their sum).
+        needed = sum(pool.count for pool in dc.pools)
+        room = max(dc.subnet.num_addresses - FIRST_HOST_OFFSET - 1, 0)  # keep the broadcast address free
+        if needed > room:
             raise LocatedValueError(
                 f"datacenters.{i}.subnet",
-                f"{dc.subnet} has room for {max(usable, 0)} hosts but the pools of {dc.name} need {len(dc_hosts)}",
+                f"{dc.subnet} has room for {room} hosts but the pools of {dc.name} need {needed}",
                 ["a larger subnet or fewer servers"],
             )
+        dc_hosts = [(pool, n) for pool in dc.pools for n in range(1, pool.count + 1)]
         for offset, (pool, n) in enumerate(dc_hosts):
             hosts.append(
                 Host(
@@ -79,7 +81,7 @@ def place(topology: Topology) -> Placement:
     for h in hosts:
         if Role.db in h.roles:
             db_hosts.setdefault(h.dc, []).append(h)
-    members = {cell.name: _members_of(cell, db_hosts) for cell in topology.cells}
+    members = {cell.name: _members_of(i, cell, db_hosts) for i, cell in enumerate(topology.cells)}
     cells_on: dict[str, list[str]] = {}
     for cell_name, cell_members in members.items():
         for m in cell_members:
@@ -88,17 +90,23 @@ def place(topology: Topology) -> Placement:
     return Placement(hosts=hosts, cell_members=members)
 
 
-def _members_of(cell: Cell, db_hosts: dict[str, list[Host]]) -> list[CellMember]:
-    """One member on one of the db hosts of each of the cell's DCs.
+def _members_of(index: int, cell: Cell, db_hosts: dict[str, list[Host]]) -> list[CellMember]:
+    """One member on one of the db hosts of each of the cell's DCs, in the cell's failover order.
 
-    A DC without db hosts gets no member: survivability then reports the cell as short of DCs.
+    A member DC without db hosts is refused where it is named: leaving its member out would make the next DC the
+    writer, or a cell that looks spread over enough DCs while one of them holds nothing.
     """
     members = []
     for order, dc in enumerate(cell.member_dcs):
-        candidates = db_hosts.get(dc, [])
-        if candidates:
-            slot = _stable_slot(cell.name, len(candidates))
-            members.append(CellMember(dc=dc, host=candidates[slot].name, order=order))
+        candidates = db_hosts.get(dc)
+        if not candidates:
+            raise LocatedValueError(
+                f"cells.{index}.home" if order == 0 else f"cells.{index}.replicas.{order - 1}",
+                f"{dc} has no db hosts, so cell {cell.name} has no member there",
+                [f"a pool with role db in {dc}, or another DC for the cell"],
+            )
+        slot = _stable_slot(cell.name, len(candidates))
+        members.append(CellMember(dc=dc, host=candidates[slot].name, order=order))
     return members
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from hivestack.topology.model import Role
 
+# Every host listens for SSH; who may reach it is the topology's `management` section (platform_vars.ssh_sources).
+SSH_PORT = 22
 CELL_PORT_STRIDE = 10
 # Ten ports per cell keep every per-cell block below apart from the others (distinct last digits) and from the
 # fixed ports; MAX_CELLS bounds the blocks so they never reach the next service's range.
@@ -41,7 +43,9 @@ SERVICES: tuple[Service, ...] = (
     Service("galera-sst", 4444, Role.db, frozenset({Role.db}), sensitive=True, per_cell=True),
     Service("db-health", 9200, Role.db, frozenset({Role.gateway}), sensitive=True, per_cell=True),
     Service("gateway-db", 6032, Role.gateway, frozenset({Role.app}), sensitive=True, per_cell=True),
-    Service("gateway-http", 8080, Role.gateway, frozenset(), public=True),
+    # The front door speaks HTTPS only: no plain-HTTP port is listened on or opened (a redirect would invite
+    # clients to send their requests in the clear first).
+    Service("gateway-https", 8443, Role.gateway, frozenset(), public=True),
     Service("ledger-http", 8100, Role.app, frozenset({Role.gateway}), per_cell=True),
     Service("kube-apiserver", 6443, Role.k8s_control, frozenset({Role.k8s_control, Role.k8s_worker, Role.gateway})),
 )
@@ -51,6 +55,12 @@ BY_NAME: dict[str, Service] = {s.name: s for s in SERVICES}
 
 def sensitive_ports() -> dict[int, Service]:
     return {s.port: s for s in SERVICES if s.sensitive}
+
+
+def host_ports() -> dict[str, int]:
+    """The port of every service that has one per host rather than one per cell, keyed by service name (the
+    playbooks' `hivestack_ports`; per-cell ports travel with each cell, see `cell_ports`)."""
+    return {s.name: s.port for s in SERVICES if not s.per_cell}
 
 
 def cell_ports(cell_index: int) -> dict[str, int]:

@@ -2,13 +2,18 @@
 
 Validation applies them to facts derived from a topology file; the policy pack (policies/) applies them to facts
 read back from the resources a Pulumi program declares. Both build the neutral `Facts` below and call `check`.
+
+Every rule is linear in the DCs, members and cells: the worst loss is found by argument (the DC holding most of a
+quorum, the slowest DC, the heaviest other DC), never by trying every DC against every other.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from hivestack.topology.model import Role, Topology
 from hivestack.topology.placement import QUORUM_ROLES, Placement
@@ -44,6 +49,20 @@ class Facts:
     gateway_dcs: tuple[str, ...] = ()
     dc_latency_ms: dict[str, float] = field(default_factory=dict)
     latency_budget_ms: float = float("inf")
+    # Where each DC is declared, for messages (a topology path); a DC without one is reported under "datacenters".
+    dc_paths: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def city(self) -> frozenset[str]:
+        return frozenset(self.same_city_dcs)
+
+    def members_in_city(self, quorum: QuorumGroup) -> list[str]:
+        """The members that count: the platform runs no quorum member in a remote site (etcd and the control plane
+        are deployed on same-city hosts only, cell members are same-city by the model)."""
+        return [d for d in quorum.member_dcs if d in self.city]
+
+    def dc_path(self, dc: str) -> str:
+        return self.dc_paths.get(dc, "datacenters")
 
 
 @dataclass(frozen=True)
@@ -63,17 +82,18 @@ def majority(n: int) -> int:
 def quorum_no_dc_majority(facts: Facts) -> list[Violation]:
     out = []
     for q in facts.quorums:
-        if not q.member_dcs:
-            out.append(Violation("quorum-no-dc-majority", q.path, f"{q.name} has no members"))
+        members = facts.members_in_city(q)
+        if not members:
+            out.append(Violation("quorum-no-dc-majority", q.path, f"{q.name} has no members in the city"))
             continue
-        dc, count = Counter(q.member_dcs).most_common(1)[0]
-        if count >= majority(len(q.member_dcs)):
+        dc, count = Counter(members).most_common(1)[0]
+        if count >= majority(len(members)):
             out.append(
                 Violation(
                     "quorum-no-dc-majority",
                     q.path,
-                    f"{dc} holds {count} of {q.name}'s {len(q.member_dcs)} members, a majority: losing {dc} "
-                    f"loses the quorum (spread members so no DC holds {majority(len(q.member_dcs))})",
+                    f"{dc} holds {count} of {q.name}'s {len(members)} members, a majority: losing {dc} "
+                    f"loses the quorum (spread members so no DC holds {majority(len(members))})",
                 )
             )
     return out
@@ -82,7 +102,7 @@ def quorum_no_dc_majority(facts: Facts) -> list[Violation]:
 def cell_spans_three_dcs(facts: Facts) -> list[Violation]:
     out = []
     for cell in facts.cells:
-        same_city = sorted({d for d in cell.member_dcs if d in facts.same_city_dcs})
+        same_city = sorted({d for d in cell.member_dcs if d in facts.city})
         if len(same_city) < 3:
             out.append(
                 Violation(
@@ -98,60 +118,108 @@ def cell_spans_three_dcs(facts: Facts) -> list[Violation]:
 def quorum_survives_dc_loss(facts: Facts) -> list[Violation]:
     out = []
     for q in facts.quorums:
-        for lost in facts.same_city_dcs:
-            left = sum(1 for d in q.member_dcs if d != lost)
-            if q.member_dcs and left < majority(len(q.member_dcs)):
+        members = facts.members_in_city(q)
+        # Losing a DC takes exactly its own members: count them once instead of trying every DC.
+        for lost, count in Counter(members).items():
+            left = len(members) - count
+            if left < majority(len(members)):
                 out.append(
                     Violation(
                         "quorum-survives-dc-loss",
                         q.path,
-                        f"after losing {lost}, {q.name} keeps {left} of {len(q.member_dcs)} members, "
-                        f"below its quorum of {majority(len(q.member_dcs))}",
+                        f"after losing {lost}, {q.name} keeps {left} of {len(members)} members, "
+                        f"below its quorum of {majority(len(members))}",
                     )
                 )
     return out
 
 
-def writer_after_loss(cell: CellLoad, lost: str) -> str | None:
-    return next((d for d in cell.member_dcs if d != lost), None)
+@dataclass(frozen=True)
+class WorstLoad:
+    tps: float
+    lost: str  # the loss that puts it there
 
 
 def role_load_after_loss(facts: Facts, role: str, lost: str) -> dict[str, float]:
-    """Transactions per second each surviving DC must carry for `role` once `lost` is gone.
+    """Transactions per second each surviving DC must carry for `role` once `lost` is gone ("" for none).
 
     Database load follows each cell's writer (the first surviving member); stateless roles share the whole
     load across surviving DCs in proportion to their capacity.
     """
     survivors = [d for d in facts.same_city_dcs if d != lost]
     if role == Role.db.value:
-        load = dict.fromkeys(survivors, 0.0)
-        for cell in facts.cells:
-            writer = writer_after_loss(cell, lost)
-            if writer in load:
-                load[writer] += facts.peak_tps * cell.accounts / max(facts.accounts, 1)
-        return load
+        healthy, moved = _writer_load(facts)
+        return {d: healthy.get(d, 0.0) + moved.get(lost, {}).get(d, 0.0) for d in survivors}
     capacity = facts.role_tps.get(role, {})
-    total = sum(capacity.get(d, 0.0) for d in survivors)
-    return {d: facts.peak_tps * (capacity.get(d, 0.0) / total if total else 1 / len(survivors)) for d in survivors}
+    rest = sum(capacity.get(d, 0.0) for d in survivors)
+    return {d: _share(facts.peak_tps, capacity.get(d, 0.0), rest, len(survivors)) for d in survivors}
+
+
+def worst_load_after_loss(facts: Facts, role: str) -> dict[str, WorstLoad]:
+    """For each same-city DC, the most `role` load it must carry after the loss of any one other DC.
+
+    Found without trying every loss: a DC's database load grows only by the cells whose writer is lost and whose
+    next member it holds, so its worst loss is the DC that hands it the most; a stateless share is largest when
+    the DC with the most capacity among the others is the one lost.
+    """
+    city = facts.same_city_dcs
+    if len(city) < 2:
+        return {}
+    if role == Role.db.value:
+        healthy, moved = _writer_load(facts)
+        worst = {d: WorstLoad(healthy.get(d, 0.0), next(x for x in city if x != d)) for d in city}
+        for lost in city:
+            for d, tps in moved.get(lost, {}).items():
+                if d in worst and healthy.get(d, 0.0) + tps > worst[d].tps:
+                    worst[d] = WorstLoad(healthy.get(d, 0.0) + tps, lost)
+        return worst
+    capacity = facts.role_tps.get(role, {})
+    total = sum(capacity.get(d, 0.0) for d in city)
+    heaviest = heapq.nlargest(2, city, key=lambda d: capacity.get(d, 0.0))
+    worst = {}
+    for d in city:
+        lost = next(x for x in heaviest if x != d)
+        tps = _share(facts.peak_tps, capacity.get(d, 0.0), total - capacity.get(lost, 0.0), len(city) - 1)
+        worst[d] = WorstLoad(tps, lost)
+    return worst
+
+
+def _writer_load(facts: Facts) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Database load each same-city DC's writers carry while all is healthy, and, per DC that could be lost, the
+    load that moves from it to each cell's next member."""
+    healthy: dict[str, float] = {}
+    moved: dict[str, dict[str, float]] = {}
+    for cell in facts.cells:
+        if not cell.member_dcs:
+            continue
+        tps = facts.peak_tps * cell.accounts / max(facts.accounts, 1)
+        writer = cell.member_dcs[0]
+        if writer in facts.city:
+            healthy[writer] = healthy.get(writer, 0.0) + tps
+        backup = next((d for d in cell.member_dcs if d != writer), None)
+        if backup is not None:
+            to = moved.setdefault(writer, {})
+            to[backup] = to.get(backup, 0.0) + tps
+    return healthy, moved
+
+
+def _share(peak_tps: float, capacity: float, survivors_capacity: float, survivors: int) -> float:
+    """A stateless role's load on one survivor: in proportion to capacity, or evenly when no survivor has any."""
+    return peak_tps * (capacity / survivors_capacity if survivors_capacity else 1 / survivors)
 
 
 def capacity_survives_dc_loss(facts: Facts) -> list[Violation]:
     out = []
     for role, per_dc in facts.role_tps.items():
-        # Report each short DC once, under the loss that hurts it most.
-        worst: dict[str, tuple[float, str]] = {}
-        for lost in facts.same_city_dcs:
-            for dc, needed in role_load_after_loss(facts, role, lost).items():
-                if needed > worst.get(dc, (0.0, ""))[0]:
-                    worst[dc] = (needed, lost)
-        for dc, (needed, lost) in worst.items():
+        # Each short DC is reported once, under the loss that hurts it most.
+        for dc, worst in worst_load_after_loss(facts, role).items():
             have = per_dc.get(dc, 0.0)
-            if needed > have + 1e-9:
+            if worst.tps > have + 1e-9:
                 out.append(
                     Violation(
                         "capacity-survives-dc-loss",
                         f"capacity.roles.{role}",
-                        f"after losing {lost}, {dc} must carry {needed:,.0f} TPS of {role} load "
+                        f"after losing {worst.lost}, {dc} must carry {worst.tps:,.0f} TPS of {role} load "
                         f"but its servers carry {have:,.0f} (add {role} servers in {dc})",
                     )
                 )
@@ -208,33 +276,41 @@ def cells_hold_accounts(facts: Facts) -> list[Violation]:
 
 
 def gateway_in_every_dc(facts: Facts) -> list[Violation]:
-    missing = [d for d in facts.same_city_dcs if d not in facts.gateway_dcs]
-    if missing:
-        return [
-            Violation(
-                "gateway-in-every-dc",
-                "datacenters",
-                f"no gateway in {', '.join(missing)}: every same-city DC must route customers (multi-active)",
-            )
-        ]
-    return []
+    with_gateway = set(facts.gateway_dcs)
+    return [
+        Violation(
+            "gateway-in-every-dc",
+            facts.dc_path(d),
+            f"no gateway in {d}: every same-city DC must route customers (multi-active)",
+        )
+        for d in facts.same_city_dcs
+        if d not in with_gateway
+    ]
 
 
 def latency_within_budget(facts: Facts) -> list[Violation]:
+    """Each DC against the slowest other DC (its worst partner): every DC over budget with someone is reported,
+    under the slower DC of the pair, without comparing every pair."""
+    latency = {d: facts.dc_latency_ms.get(d, 0.0) for d in facts.same_city_dcs}
+    slowest = heapq.nlargest(2, latency, key=latency.__getitem__)
     out = []
-    dcs = list(facts.same_city_dcs)
-    for i, a in enumerate(dcs):
-        for b in dcs[i + 1 :]:
-            one_way = facts.dc_latency_ms.get(a, 0.0) + facts.dc_latency_ms.get(b, 0.0)
-            if one_way > facts.latency_budget_ms:
-                out.append(
-                    Violation(
-                        "latency-within-budget",
-                        "datacenters",
-                        f"{a} to {b} is {one_way:g} ms one way, over the same-city budget of "
-                        f"{facts.latency_budget_ms:g} ms",
-                    )
+    reported: set[frozenset[str]] = set()
+    for a in facts.same_city_dcs:
+        b = next((d for d in slowest if d != a), None)
+        if b is None or frozenset((a, b)) in reported:
+            continue
+        one_way = latency[a] + latency[b]
+        if one_way > facts.latency_budget_ms:
+            reported.add(frozenset((a, b)))
+            slow, fast = (b, a) if latency[b] >= latency[a] else (a, b)
+            out.append(
+                Violation(
+                    "latency-within-budget",
+                    facts.dc_path(slow),
+                    f"{slow} to {fast} is {one_way:g} ms one way, over the same-city budget of "
+                    f"{facts.latency_budget_ms:g} ms",
                 )
+            )
     return out
 
 
@@ -257,7 +333,7 @@ def check(facts: Facts, rules: list[str] | None = None) -> list[Violation]:
 def facts_from_topology(topology: Topology, placement: Placement) -> Facts:
     same_city = tuple(dc.name for dc in topology.same_city_dcs)
     quorums = [
-        QuorumGroup(role.value, f"pools with role {role.value}", tuple(h.dc for h in placement.by_role(role)))
+        QuorumGroup(role.value, _first_pool_path(topology, role), tuple(h.dc for h in placement.by_role(role)))
         for role in QUORUM_ROLES
     ]
     cells = []
@@ -284,4 +360,14 @@ def facts_from_topology(topology: Topology, placement: Placement) -> Facts:
         gateway_dcs=tuple(sorted({h.dc for h in placement.by_role(Role.gateway)})),
         dc_latency_ms={dc.name: dc.latency_ms for dc in topology.same_city_dcs},
         latency_budget_ms=topology.objectives.latency_budget_ms,
+        dc_paths={dc.name: f"datacenters.{i}" for i, dc in enumerate(topology.datacenters)},
     )
+
+
+def _first_pool_path(topology: Topology, role: Role) -> str:
+    """Where a quorum is declared, for messages: its first same-city pool (or the DCs, when it has none)."""
+    for i, dc in enumerate(topology.datacenters):
+        for j, pool in enumerate(dc.pools):
+            if dc.same_city and role in pool.roles:
+                return f"datacenters.{i}.pools.{j}.roles"
+    return "datacenters"

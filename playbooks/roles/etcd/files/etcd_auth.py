@@ -1,8 +1,12 @@
 #!/usr/bin/python3
 """Idempotent etcd users: root, and one read-only role per reader limited to a key prefix.
 
-Credentials reach etcdctl through its environment and new passwords through stdin, never on a command line.
-Prints "changed" when it changed anything.
+    /usr/bin/python3 etcd_auth.py < {"endpoint", "ca_file", "cert_file", "key_file", "root_password", "readers"}
+
+Every password travels on stdin, never on a command line or in an environment (both readable in /proc): this
+script reads them as JSON from its own stdin, and hands them to etcdctl on its stdin too. etcdctl 3.4, given
+`--user NAME` without a password, reads one line from stdin for it (printing a "Password: " prompt on stdout);
+`user add` and `user passwd` read the new password twice before that. Prints "changed" when it changed anything.
 """
 
 import json
@@ -10,23 +14,35 @@ import os
 import subprocess
 import sys
 
-BASE_ENV = {
-    **os.environ,
+SPEC = json.load(sys.stdin)
+# Where and how to reach etcd: no secret in here. Inherited ETCDCTL_* variables are dropped (etcdctl refuses one
+# that shadows a flag).
+ENV = {
+    **{k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")},
     "ETCDCTL_API": "3",
-    "ETCDCTL_ENDPOINTS": os.environ["ETCD_ENDPOINT"],
-    "ETCDCTL_CACERT": os.environ["ETCD_CA_FILE"],
-    "ETCDCTL_CERT": os.environ["ETCD_CERT_FILE"],
-    "ETCDCTL_KEY": os.environ["ETCD_KEY_FILE"],
+    "ETCDCTL_ENDPOINTS": SPEC["endpoint"],
+    "ETCDCTL_CACERT": SPEC["ca_file"],
+    "ETCDCTL_CERT": SPEC["cert_file"],
+    "ETCDCTL_KEY": SPEC["key_file"],
 }
 
 
 def etcdctl(*args: str, user: tuple[str, str] | None = None, new_password: str | None = None) -> str | None:
     """stdout, or None when etcdctl failed."""
-    env = dict(BASE_ENV)
+    argv, lines = ["etcdctl"], []
+    if new_password is not None:
+        lines += [new_password, new_password]  # asked for (and confirmed) before the login
     if user:
-        env["ETCDCTL_USER"], env["ETCDCTL_PASSWORD"] = user
-    stdin = f"{new_password}\n{new_password}\n" if new_password is not None else ""
-    proc = subprocess.run(["etcdctl", *args], env=env, input=stdin, capture_output=True, text=True, timeout=30)
+        argv.append(f"--user={user[0]}")
+        lines.append(user[1])
+    proc = subprocess.run(
+        [*argv, *args],
+        env=ENV,
+        input="".join(f"{line}\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return proc.stdout if proc.returncode == 0 else None
 
 
@@ -37,8 +53,7 @@ def must(result: str | None, what: str) -> str:
 
 
 def main() -> None:
-    root = ("root", os.environ["ETCD_ROOT_PASSWORD"])
-    readers = json.loads(os.environ.get("ETCD_READERS", "[]"))
+    root = ("root", SPEC["root_password"])
     changed = False
     if etcdctl("user", "get", "root", user=root) is None:
         # A fresh cluster has authentication off: create root (it gets the root role), then switch auth on.
@@ -46,7 +61,7 @@ def main() -> None:
         must(etcdctl("auth", "enable"), "enabling authentication")
         must(etcdctl("user", "get", "root", user=root), "logging in as root")
         changed = True
-    for reader in readers:
+    for reader in SPEC["readers"]:
         name, password, prefix = reader["name"], reader["password"], reader["prefix"]
         role = f"{name}-read"
         perms = etcdctl("role", "get", role, user=root)

@@ -1,26 +1,32 @@
 #!/usr/bin/python3
 """Idempotent database and users of one cell, run as root over the member's UNIX socket.
 
-Passwords arrive in the environment, never on a command line. Prints "changed" when it changed anything.
+    /usr/bin/python3 galera_users.py < {"socket", "app_user", "app_database", "passwords": {"app", "admin", "sst"}}
+
+The passwords arrive as JSON on stdin, never on a command line or in the environment (both readable in /proc).
+Prints "changed" when it changed anything.
 """
 
 import json
-import os
+import sys
 
 import pymysql
 
-spec = json.loads(os.environ["GALERA_USERS"])
+spec = json.load(sys.stdin)
 passwords = spec["passwords"]
 app_user, app_db = spec["app_user"], spec["app_database"]
 # (user, host, password or None for UNIX-socket login, TLS required, grants)
 USERS = [
     (app_user, "%", passwords["app"], True, [f"SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX, ALTER ON `{app_db}`.*"]),
-    ("hivestack_admin", "%", passwords["admin"], True, ["ALL PRIVILEGES ON *.*"]),
+    # The administrator logs in on the member's own host only, over its socket (hence no TLS), never from the network.
+    ("hivestack_admin", "localhost", passwords["admin"], False, ["ALL PRIVILEGES ON *.*"]),
     ("hivestack_sst", "localhost", passwords["sst"], False, ["RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.*"]),
-    ("hivestack", "localhost", None, False, []),  # the health endpoint's OS account: status only
+    ("hivestack-health", "localhost", None, False, []),  # the health endpoint's OS account: status only
 ]
+# Accounts earlier versions made: the administrator reachable from everywhere, the shared service account's login.
+RETIRED = [("hivestack_admin", "%"), ("hivestack", "localhost")]
 
-connection = pymysql.connect(unix_socket=os.environ["GALERA_SOCKET"], user="root", autocommit=True)
+connection = pymysql.connect(unix_socket=spec["socket"], user="root", autocommit=True)
 changed = False
 with connection.cursor() as cursor:
     cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (app_db,))
@@ -48,4 +54,9 @@ with connection.cursor() as cursor:
             changed = True
         for grant in grants:
             cursor.execute(f"GRANT {grant} TO %s@%s", (user, host))
+    for user, host in RETIRED:
+        cursor.execute("SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (user, host))
+        if cursor.fetchone():
+            cursor.execute("DROP USER %s@%s", (user, host))
+            changed = True
 print("changed" if changed else "ok")

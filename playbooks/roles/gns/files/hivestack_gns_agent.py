@@ -82,6 +82,10 @@ WATCH_BACKOFF_MIN_S = 0.5
 WATCH_BACKOFF_MAX_S = 30.0
 WATCH_HEALTHY_S = 60.0  # a watch that ran this long restarts with the minimum backoff
 ETCDCTL_TIMEOUT_S = 15.0
+# etcdctl 3.4, given a user without a password, reads the password as one line of stdin: it prints this prompt on
+# stdout, and stty (run to hide the typing) complains on stderr that stdin is no terminal.
+PASSWORD_PROMPT = b"Password: \n"
+PROMPT_NOISE = (b"Password: ", b"stty: ")
 SOCKET_TIMEOUT_S = 5.0
 PAYLOAD_MAX_BYTES = 8192  # a whole CLI request must fit in tune.bufsize (16384 by default); larger ones are dropped
 LOG_CHANGES_MAX = 20  # changed intervals listed in one log line
@@ -335,9 +339,9 @@ class EtcdError(RuntimeError):
 
 
 class Etcdctl:
-    """etcdctl v3 subprocesses. Endpoints, CA and credentials travel in the environment, never on the command line
-    (where `ps` would show them); inherited ETCDCTL_* variables are dropped (etcdctl refuses a variable that shadows a
-    flag, and a stray one would change what the agent talks to)."""
+    """etcdctl v3 subprocesses. Endpoints, CA and the user name travel in the environment and the password on stdin,
+    never on the command line or in the environment (`ps` and /proc show both); inherited ETCDCTL_* variables are
+    dropped (etcdctl refuses a variable that shadows a flag, and a stray one would change what the agent talks to)."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -350,13 +354,31 @@ class Etcdctl:
             env["ETCDCTL_CACERT"] = self.cfg.ca_file
         if self.cfg.cert_file and self.cfg.key_file:
             env["ETCDCTL_CERT"], env["ETCDCTL_KEY"] = self.cfg.cert_file, self.cfg.key_file
-        if self.cfg.user and self.cfg.password_file:
-            try:  # read every time, so a rotated password takes effect without a restart
-                password = Path(self.cfg.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise EtcdError(f"cannot read password_file {self.cfg.password_file}: {exc.strerror}") from exc
-            env["ETCDCTL_USER"] = f"{self.cfg.user}:{password}"
+        if self.cfg.user:
+            env["ETCDCTL_USER"] = self.cfg.user  # the name only: etcdctl then reads the password from stdin
         return env
+
+    def credentials(self) -> bytes:
+        """What etcdctl reads on stdin: the password line when a user is configured."""
+        if not (self.cfg.user and self.cfg.password_file):
+            return b""
+        try:  # read every time, so a rotated password takes effect without a restart
+            password = Path(self.cfg.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise EtcdError(f"cannot read password_file {self.cfg.password_file}: {exc.strerror}") from exc
+        return f"{password}\n".encode()
+
+    def popen(self, argv: list[str], stderr: int) -> subprocess.Popen[bytes]:
+        """Start etcdctl with its stdout piped and the credentials waiting on its stdin (a pipe filled and closed
+        before the start: one line never fills it, and etcdctl sees EOF after it)."""
+        credentials = self.credentials()
+        read, write = os.pipe()
+        try:
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(credentials)
+            return subprocess.Popen(argv, env=self.env(), stdin=read, stdout=subprocess.PIPE, stderr=stderr)
+        finally:
+            os.close(read)
 
     def snapshot_argv(self) -> list[str]:
         return [self.cfg.etcdctl, "get", "--prefix", self.cfg.prefix, "-w", "json", "--dial-timeout=3s",
@@ -370,13 +392,7 @@ class Etcdctl:
 
     def snapshot(self, stop: threading.Event | None = None) -> Snapshot:
         try:
-            proc = subprocess.Popen(
-                self.snapshot_argv(),
-                env=self.env(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
+            proc = self.popen(self.snapshot_argv(), stderr=subprocess.PIPE)
         except OSError as exc:
             raise EtcdError(f"cannot run {self.cfg.etcdctl}: {exc}") from exc
         deadline = time.monotonic() + ETCDCTL_TIMEOUT_S
@@ -393,7 +409,7 @@ class Etcdctl:
             detail = err.decode("utf-8", "replace").strip().splitlines()
             raise EtcdError(f"etcdctl get exited {proc.returncode}: {detail[-1][:300] if detail else 'no output'}")
         try:
-            return parse_snapshot(out)
+            return parse_snapshot(out.removeprefix(PASSWORD_PROMPT))
         except SnapshotError as exc:
             raise EtcdError(str(exc)) from exc
 
@@ -757,13 +773,7 @@ class Agent:
             started = self.clock()
             tail: list[str] = []
             try:
-                proc = subprocess.Popen(
-                    self.etcd.watch_argv(self._revision),
-                    env=self.etcd.env(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                )
+                proc = self.etcd.popen(self.etcd.watch_argv(self._revision), stderr=subprocess.STDOUT)
             except (OSError, EtcdError) as exc:
                 self._error(f"cannot start etcdctl watch: {exc}")
             else:
@@ -774,6 +784,8 @@ class Agent:
                 self.wake.set()  # events may have been missed while no watch ran
                 assert proc.stdout is not None
                 for raw in proc.stdout:
+                    if raw.startswith(PROMPT_NOISE):
+                        continue  # the password prompt, not an event
                     tail = [*tail[-4:], raw.decode("utf-8", "replace").rstrip()]
                     self.wake.set()
                 code = proc.wait()

@@ -15,6 +15,10 @@ Routes (every response is JSON carrying "cell", "dc", "host", plus "db_member" w
     POST /v1/customers/<id>/transfers             {"idempotency_key", "from", "to", "amount" > 0} -> 201 new,
                                                   200 replay, 409 key reused differently, 404, 422 no funds
 A request whose X-Hivestack-Cell header names another cell gets 421; an unreachable database gives a fast 503.
+
+HTTPS only: the ledger presents its certificate (config "tls") and serves only clients with a certificate of the
+ledger's CA, the gateways'. It reaches its cell's database over TLS too, checking the certificate for the cell's
+database name ("db.server_name") because it connects through a gateway's TCP proxy.
 """
 
 from __future__ import annotations
@@ -78,10 +82,26 @@ class DBConfig:
     password_file: str
     database: str
     ca_file: str
+    server_name: str  # the cell's database name, which every member's certificate carries
 
     def password(self) -> str:
         """Read on every connect, so a rotated password file takes effect without a restart."""
         return Path(self.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    cert_file: str
+    key_file: str
+    client_ca_file: str  # the CA of the gateways' client certificates: only they may call
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        ctx.load_verify_locations(self.client_ca_file)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,7 @@ class Config:
     port: int
     engine: str
     db: DBConfig
+    tls: TLSConfig
 
 
 def _field(obj: dict[str, Any], name: str, kind: type, where: str) -> Any:
@@ -110,9 +131,11 @@ def _field(obj: dict[str, Any], name: str, kind: type, where: str) -> Any:
 def parse_config(raw: Any) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError("config: must be a JSON object")
-    db = raw.get("db")
+    db, tls = raw.get("db"), raw.get("tls")
     if not isinstance(db, dict):
         raise ConfigError("config: missing db (an object)")
+    if not isinstance(tls, dict):
+        raise ConfigError("config: missing tls (an object)")
     for name in ("cell", "dc", "host"):
         if not NAME_RE.fullmatch(_field(raw, name, str, "")):
             raise ConfigError(f"config: {name} must match {NAME_RE.pattern}")
@@ -133,6 +156,12 @@ def parse_config(raw: Any) -> Config:
             password_file=_field(db, "password_file", str, "db."),
             database=_field(db, "database", str, "db."),
             ca_file=_field(db, "ca_file", str, "db."),
+            server_name=_field(db, "server_name", str, "db."),
+        ),
+        tls=TLSConfig(
+            cert_file=_field(tls, "cert_file", str, "tls."),
+            key_file=_field(tls, "key_file", str, "tls."),
+            client_ca_file=_field(tls, "client_ca_file", str, "tls."),
         ),
     )
 
@@ -170,10 +199,30 @@ def mysql_errno(exc: BaseException) -> int | None:
     return exc.args[0] if isinstance(exc.args[0], int) else None
 
 
+class NamedServerContext(ssl.SSLContext):
+    """Holds the server's certificate to `server_name`, whatever address the socket was connected to: pymysql passes
+    the host it dialled (the gateway's proxy), which no member's certificate names."""
+
+    server_name = ""
+
+    def wrap_socket(
+        self,
+        sock: socket.socket,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        return super().wrap_socket(
+            sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, self.server_name, session
+        )
+
+
 class GaleraEngine:
-    """MariaDB Galera through a TCP proxy, with pymysql. TLS is mandatory: the CA is verified, the hostname is not
-    (the proxy's address is not in the members' certificates), and a server that does not offer TLS is refused
-    before any credential is sent (pymysql itself would silently carry on in plaintext)."""
+    """MariaDB Galera through a TCP proxy, with pymysql. TLS is mandatory: the certificate must chain to the cell's
+    CA and name the cell's database (db.server_name), and a server that does not offer TLS is refused before any
+    credential is sent (pymysql itself would silently carry on in plaintext)."""
 
     name = "galera"
     table_options = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -217,10 +266,10 @@ class GaleraEngine:
 
     def tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
-            ctx = ssl.create_default_context(cafile=self.db.ca_file)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx = NamedServerContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the name
+            ctx.load_verify_locations(self.db.ca_file)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.server_name = self.db.server_name
             self._tls = ctx
         return self._tls
 
@@ -666,6 +715,12 @@ class Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
+    def setup(self) -> None:
+        super().setup()
+        # In this connection's own thread and under its timeout, never in the accept loop: a client that stalls
+        # its handshake holds up nobody else.
+        self.connection.do_handshake()
+
     def do_GET(self) -> None:
         self._handle()
 
@@ -782,13 +837,24 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # a refused handshake (no or a wrong certificate), a peer gone: no traceback
+            log(f"connection from {client_address[0]} failed: {exc}")
+            return
+        super().handle_error(request, client_address)
+
 
 def make_server(ledger: Ledger, verbose: bool = False) -> Server:
+    """Listening with TLS (ledger.cfg.tls); the handshake runs in each connection's thread (Handler.setup)."""
+    tls = ledger.cfg.tls.server_context()
     handler = type("LedgerHandler", (Handler,), {"ledger": ledger, "verbose": verbose})
     server_class = Server
     if ":" in ledger.cfg.listen:
         server_class = type("Server6", (Server,), {"address_family": socket.AF_INET6})
-    return server_class((ledger.cfg.listen, ledger.cfg.port), handler)
+    server = server_class((ledger.cfg.listen, ledger.cfg.port), handler)
+    server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    return server
 
 
 # ---------------------------------------------------------------- main
@@ -802,6 +868,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
         Path(cfg.db.password_file).read_bytes()
+        cfg.tls.server_context()  # its certificate, key and the gateways' CA load before anything listens
     except (ConfigError, OSError) as exc:
         log(str(exc))
         return 2
