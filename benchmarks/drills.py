@@ -67,12 +67,30 @@ def main() -> int:
         table.add_column(col)
     for name, target, injector, runs in results:
         per_cell = ["; ".join(cell_text(r["cells"][i]) for r in runs) for i in range(len(cells))]
-        lost = sum(r["rpo"]["lost"] for r in runs)
-        split = any(c["split_brain"] for r in runs for c in r["cells"])
-        met = sum(r["targets_met"] for r in runs)
-        table.add_row(name, target, injector, *per_cell, str(lost), "yes" if split else "no", f"{met}/{len(runs)} met")
+        table.add_row(name, target, injector, *per_cell, lost_text(runs), split_text(runs), targets_text(runs))
     console.print(table)
     return 0
+
+
+def lost_text(runs: list[dict]) -> str:
+    """Writes lost over the runs; a run with a cell not checked makes the sum unknown, and says so."""
+    unknown = [r for r in runs if r["rpo"]["lost"] is None]
+    if unknown:
+        cells = sorted({c for r in unknown for c in r["rpo"]["not_checked"]})
+        return f"not checked ({', '.join(cells)})"
+    return str(sum(r["rpo"]["lost"] for r in runs))
+
+
+def split_text(runs: list[dict]) -> str:
+    """Split-brain is measured only where a side is cut off completely."""
+    measured = [c["split_brain"] for r in runs for c in r["cells"] if c["split_brain"] is not None]
+    if not measured:
+        return "not measured"
+    return "yes" if any(measured) else "no"
+
+
+def targets_text(runs: list[dict]) -> str:
+    return f"{sum(r['targets_met'] for r in runs)}/{len(runs)} met"
 
 
 if __name__ == "__main__":
