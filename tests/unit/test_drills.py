@@ -5,7 +5,9 @@ reaches a host."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import shlex
 import time
 from pathlib import Path
@@ -28,7 +30,7 @@ from hivestack.drills.faults import FaultError, LabFaults, PlaybookFaults, injec
 from hivestack.drills.load import AckTail, read_acks
 from hivestack.drills.measure import Ack, CellMeasure, acks_per_second
 from hivestack.drills.remote import RemoteError
-from hivestack.drills.runbook import Options, Run
+from hivestack.drills.runbook import DrillError, Options, Run
 from hivestack.drills.stack import Stack
 from hivestack.drills.targets import (
     BACKUP_LOSS_STALL_S,
@@ -1054,6 +1056,49 @@ def test_run_switches_a_planned_drill_to_the_playbooks(stack, tmp_path):
     assert run.out_dir.parent == tmp_path / "lab" and run.out_dir.name.endswith("Z-dc-evacuation")
     assert sorted(run.cells) == ["cell-a", "cell-b", "cell-c"]
     assert not run.out_dir.exists()  # nothing is written before the run
+
+
+def test_ask_inside_asks_every_member_inside_the_cut_and_keeps_what_it_said(stack, loaded, tmp_path):
+    stack.engine = FakeEngine(polls=[{"a-db-1": (True, 40), "b-db-1": (True, 40), "c-db-1": "unreachable"}])
+    stack.shell = lambda host, command: ""
+    run = Run(stack, DRILLS["dc-partition"], "dc-c", Options(4.0, 20, "playbook", tmp_path), print)
+    states = run.ask_inside()
+    inside = {f"{cell}@{h.name}" for h in loaded.placement.hosts if h.dc == "dc-c" for cell in h.cells}
+    assert set(states) == inside and inside
+    assert all(not s.reachable and s.member.dc == "dc-c" for s in states.values())
+    # Judged: an unreachable member is not shown to have left the quorum.
+    verdicts = [v for v in judge(DRILLS["dc-partition"], [], [], 3, 0, states) if v.target == LEAVES_QUORUM_TARGET]
+    assert len(verdicts) == len(inside) and {v.outcome for v in verdicts} == {Outcome.NOT_CHECKED}
+
+
+@pytest.mark.parametrize(
+    ("poll", "says"),
+    [
+        ({**SYNCED, "b-db-1": "unreachable"}, "b-db-1 is unreachable (ssh: connection refused)"),
+        ({**SYNCED, "c-db-1": (False, 12)}, "c-db-1 is out of quorum of 1, Joiner @12"),
+    ],
+)
+def test_steady_refuses_a_member_out_of_service(stack, tmp_path, poll, says):
+    stack.engine = FakeEngine(polls=[poll])
+    stack.shell = lambda host, command: ""
+    run = Run(stack, DRILLS["dc-outage"], "dc-a", Options(4.0, 20, "playbook", tmp_path), print)
+    run.injector = SimpleNamespace(name="lab")  # not the playbook: the steady state is read through the engine
+    with pytest.raises(DrillError, match=r"not in a steady state: cell-\w on " + re.escape(says)):
+        run.steady()
+
+
+def test_steady_refuses_a_member_that_sees_a_smaller_group(stack, tmp_path):
+    class Smaller(FakeEngine):
+        def state(self, m: Member, shell: Any) -> MemberState:
+            state = super().state(m, shell)
+            return dataclasses.replace(state, group_size=2) if m.host == "a-db-1" else state
+
+    stack.engine = Smaller(polls=[SYNCED])
+    stack.shell = lambda host, command: ""
+    run = Run(stack, DRILLS["dc-outage"], "dc-a", Options(4.0, 20, "playbook", tmp_path), print)
+    run.injector = SimpleNamespace(name="lab")
+    with pytest.raises(DrillError, match="on a-db-1 is in quorum of 2, Synced @40"):
+        run.steady()
 
 
 # ---------------------------------------------------------------- runbook.Run.finish on fakes
