@@ -26,9 +26,13 @@ STACK = os.environ.get("HIVESTACK_TEST_STACK", "labtest")
 HIVESTACK = ROOT / ".venv" / "bin" / "hivestack"
 # etcdctl on an etcd host, a client of the platform CA. With `--user NAME` and no password it reads the password as a
 # line of stdin (after the new password that `user add` and `user passwd` read first): never on a command line.
+# etcdctl on an etcd host, as its administrator: the member's own client URL (etcd listens on the host's address
+# only) and the admin's client identity from the etcd-client trust domain.
+ETCD_ADMIN_TLS = "/etc/hivestack/tls/etcd-client/admin"
 ETCDCTL = (
-    "ETCDCTL_API=3 ETCDCTL_CACERT=/etc/hivestack/tls/ca.pem ETCDCTL_CERT=/etc/hivestack/tls/host.pem "
-    "ETCDCTL_KEY=/etc/hivestack/tls/host-key.pem etcdctl"
+    "ETCDCTL_API=3 ETCDCTL_ENDPOINTS=$(. /etc/default/etcd && echo $ETCD_ADVERTISE_CLIENT_URLS) "
+    f"ETCDCTL_CACERT={ETCD_ADMIN_TLS}/ca.pem ETCDCTL_CERT={ETCD_ADMIN_TLS}/host.pem "
+    f"ETCDCTL_KEY={ETCD_ADMIN_TLS}/host-key.pem etcdctl"
 )
 
 

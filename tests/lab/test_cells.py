@@ -190,7 +190,7 @@ tls.verify_mode = ssl.CERT_NONE  # the question is what the server makes of this
 tls.load_cert_chain(cert, sys.argv[4] if len(sys.argv) > 4 else None)
 try:
     with socket.create_connection((address, port), timeout=5) as raw, tls.wrap_socket(raw) as conn:
-        conn.settimeout(2)
+        conn.settimeout(1)
         try:  # TLS 1.3: a refused client certificate arrives as an alert after the client's side of the handshake
             verdict = "accepted" if conn.recv(1) else "closed"
         except TimeoutError:
@@ -353,12 +353,8 @@ def test_each_service_account_reads_its_own_secrets_only(lab, remote, platform):
             for account in accounts
             for path in files
         ]
-        readable = {
-            (account, path): answer == "yes"
-            for account, path, answer in (
-                line.split() for line in remote[host.name].check_output("\n".join(checks)).splitlines()
-            )
-        }
+        answers = remote[host.name].check_output("\n".join(checks)).splitlines() if checks else []
+        readable = {(account, path): answer == "yes" for account, path, answer in (line.split() for line in answers)}
         expected = {(account, path): files[path] == account for account in accounts for path in files}
         assert readable == expected, host.name
         # The services run as those accounts, and the account they all shared is gone with its key group.

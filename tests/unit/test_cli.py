@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -33,9 +35,59 @@ def test_plan_json(capsys):
     assert data["servers"] == 1040 and data["reference"]["cost_per_account_year"] == 2.0
 
 
-def test_missing_file_cannot_run(capsys, tmp_path):
-    assert main(["plan", str(tmp_path / "nope.yaml")]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+def _directory(path: Path) -> None:
+    path.mkdir()
+
+
+def _broken_link(path: Path) -> None:
+    path.symlink_to(path.with_name("gone.yaml"))
+
+
+@pytest.mark.parametrize("verb", [["plan"], ["topology", "validate"]], ids=["plan", "validate"])
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (lambda path: None, "no such file"),
+        (_directory, "a directory, not a regular file"),
+        (os.mkfifo, "a FIFO (named pipe), not a regular file"),  # never opened: reading it would block
+        (_broken_link, "a symbolic link to a missing file"),
+    ],
+    ids=["missing", "directory", "fifo", "broken-link"],
+)
+def test_a_path_that_is_not_a_regular_file_cannot_run(capsys, tmp_path: Path, verb, make, what):
+    path = tmp_path / "topology.yaml"
+    make(path)
+    assert main([*verb, str(path)]) == 2
+    assert capsys.readouterr().err == f"error: {path}: {what}\n"
+
+
+def test_an_unexpected_error_is_one_escaped_line(capsys, monkeypatch):
+    from hivestack.cli import plan_cmd
+
+    # Text an exception may carry from outside: a screen clear, a forged line, a bidirectional override, and
+    # enough of it that a wrapping console would break it over several lines.
+    text = "boom\x1b[2J\nerror: forged line\r\u202e" + "x" * 300
+
+    def broken(loaded):
+        raise RuntimeError(text)
+
+    monkeypatch.setattr(plan_cmd, "plan", broken)
+    assert main(["plan", str(LAB_TOPOLOGY)]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("\n") and "\n" not in err[:-1] and err[:-1].isprintable(), err
+    assert err.startswith("error: RuntimeError: boom\\x1b[2J\\nerror: forged line\\r\\u202exxx")
+    assert err.endswith("x (run with --debug for the traceback)\n")
+
+
+def test_an_unexpected_error_shows_its_traceback_with_debug(monkeypatch):
+    from hivestack.cli import plan_cmd
+
+    def broken(loaded):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(plan_cmd, "plan", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["--debug", "plan", str(LAB_TOPOLOGY)])
 
 
 def test_usage_error_exits_2():

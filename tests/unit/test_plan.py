@@ -4,6 +4,7 @@ independent reckoning of where each cell's writes land when a DC is lost."""
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -16,25 +17,122 @@ from tests.conftest import LAB_TOPOLOGY, SAMPLE_TOPOLOGY
 pytestmark = pytest.mark.unit
 
 
-def db_needed(loaded: LoadedTopology) -> dict[str, int]:
-    """Per same-city DC, the db servers its writers need in the worst case (nothing lost, or any one other DC
-    lost): a cell writes in its first member DC that survives, and brings its share of the peak (by accounts)."""
+def needed_trying_every_loss(loaded: LoadedTopology) -> dict[str, int]:
+    """Servers each load-bearing same-city pool needs, found by trying every scenario (nothing lost, then each
+    same-city DC lost in turn) and keeping, per DC and role, the most load that DC carries in any of them.
+
+    A cell writes in its first member DC that survives and brings its share of the peak (by accounts); a stateless
+    role's peak is shared by the surviving DCs in proportion to their cores of that role (evenly when none has
+    any); a pool carries its part of its DC's cores of each load role it has."""
     t = loaded.topology
-    per_cell = {c.name: t.objectives.peak_tps * c.accounts / t.objectives.accounts for c in t.cells}
+    peak, roles = t.objectives.peak_tps, t.capacity.roles
     city = [dc.name for dc in t.same_city_dcs]
-    worst = dict.fromkeys(city, 0.0)
+    cores = {
+        (dc.name, role): sum(p.count * p.cpu for p in dc.pools if role in p.roles)
+        for dc in t.same_city_dcs
+        for role in roles
+    }
+    worst = dict.fromkeys(cores, 0.0)
     for lost in [None, *city]:
-        load = dict.fromkeys(city, 0.0)
-        for cell in t.cells:
-            load[next(dc for dc in cell.member_dcs if dc != lost)] += per_cell[cell.name]
-        worst = {dc: max(worst[dc], load[dc]) for dc in city}
-    per_core = t.capacity.roles[Role.db].tps_per_core * t.capacity.max_utilization
-    (cpu,) = {p.cpu for dc in t.same_city_dcs for p in dc.pools if Role.db in p.roles}  # one server shape here
-    return {dc: math.ceil(worst[dc] / (cpu * per_core) - 1e-9) for dc in city}
+        survivors = [dc for dc in city if dc != lost]
+        for role in roles:
+            if role is Role.db:
+                load = dict.fromkeys(survivors, 0.0)
+                for cell in t.cells:
+                    writer = next((dc for dc in cell.member_dcs if dc != lost), None)
+                    if writer is not None:
+                        load[writer] += peak * cell.accounts / t.objectives.accounts
+            else:
+                total = sum(cores[(dc, role)] for dc in survivors)
+                load = {dc: peak * (cores[(dc, role)] / total if total else 1 / len(survivors)) for dc in survivors}
+            for dc, tps in load.items():
+                worst[(dc, role)] = max(worst[(dc, role)], tps)
+    needed = {}
+    for dc in t.same_city_dcs:
+        for pool in dc.pools:
+            carried = [r for r in pool.roles if r in roles]
+            if carried:
+                cores_needed = sum(
+                    worst[(dc.name, r)]
+                    * (pool.count * pool.cpu / cores[(dc.name, r)])
+                    / (roles[r].tps_per_core * t.capacity.max_utilization)
+                    for r in carried
+                )
+                needed[pool.name] = math.ceil(cores_needed / pool.cpu - 1e-9)
+    return needed
 
 
-def db_plan(loaded: LoadedTopology) -> dict[str, int]:
-    return {p.dc: p.needed for p in plan(loaded).pools if "db" in p.roles and p.basis == "load"}
+def planned(loaded: LoadedTopology) -> dict[str, int]:
+    return {p.pool: p.needed for p in plan(loaded).pools if p.basis == "load"}
+
+
+def random_topology(rng: random.Random, path: Path) -> LoadedTopology:
+    """1 to 6 same-city DCs (maybe a DR site), pools of random shapes mixing load and other roles, some DCs
+    without a stateless role, cells over random member DCs in random failover orders; not meant to survive."""
+    same_city = rng.randint(1, 6)
+    load_roles = ["db", "gateway", "app"]
+    datacenters = []
+    for i in range(same_city):
+        # Every DC has db hosts (a cell may have a member anywhere); DC 0 carries every load role.
+        shapes = [["db"], *([["gateway", "app"]] if i == 0 else [])]
+        shapes += [
+            rng.sample([*load_roles, "etcd", "storage", "k8s-worker"], rng.randint(1, 3))
+            for _ in range(rng.randint(0, 3))
+        ]
+        datacenters.append({"name": f"dc-{i}", "subnet": f"10.{i}.0.0/24", "pools": _pools(rng, f"d{i}", shapes)})
+    if rng.random() < 0.5:  # a remote site's servers carry no load: they must not be sized by it
+        datacenters.append(
+            {"name": "dr", "subnet": "10.99.0.0/24", "remote": True, "pools": _pools(rng, "dr", [["db", "app"]])}
+        )
+    city = [dc["name"] for dc in datacenters[:same_city]]
+    cells = []
+    for i in range(rng.randint(1, 12)):
+        home, *replicas = rng.sample(city, rng.randint(1, min(4, same_city)))
+        cells.append(
+            {
+                "name": f"cell-{i}",
+                "home": home,
+                "replicas": replicas,
+                "range": {"start": i * 1000, "end": (i + 1) * 1000},
+                "accounts": rng.randint(1, 1000),
+            }
+        )
+    document = {
+        "name": "random",
+        "city": "somewhere",
+        "objectives": {
+            "rto_seconds": 3,
+            "rpo_writes": 0,
+            "peak_transactions_per_day": rng.randint(10**6, 10**10),
+            "peak_factor": rng.choice([1, 2.5, 3]),
+            "accounts": rng.randint(1, sum(c["accounts"] for c in cells)),
+            "latency_budget_ms": 2,
+        },
+        "capacity": {
+            "max_utilization": rng.choice([0.5, 0.7, 1]),
+            "roles": {r: {"tps_per_core": rng.randint(1, 500)} for r in load_roles},
+        },
+        "routing": {"key": "customer-id", "space": len(cells) * 1000},
+        "datacenters": datacenters,
+        "cells": cells,
+    }
+    path.write_text(yaml.safe_dump(document))
+    return load_topology(path, survivability=False)
+
+
+def _pools(rng: random.Random, prefix: str, shapes: list[list[str]]) -> list[dict[str, object]]:
+    return [
+        {
+            "name": f"{prefix}-p{j}",
+            "roles": roles,
+            "arch": "arm64",
+            "count": rng.randint(1, 20),
+            "cpu": rng.choice([2, 16, 64]),
+            "memory_gb": 64,
+            "unit_cost": 1000,
+        }
+        for j, roles in enumerate(shapes)
+    ]
 
 
 def test_sample_plan_counts_and_costs_what_the_topology_declares():
@@ -58,9 +156,17 @@ def test_plan_reports_the_published_yardstick():
     assert (reference["cost_per_account_year"], reference["currency"]) == (2.0, "CNY")
 
 
-def test_sample_db_need_follows_the_writers_of_a_lost_dc():
+def test_sample_need_is_the_worst_over_every_dc_loss():
     loaded = load_topology(SAMPLE_TOPOLOGY)
-    assert db_plan(loaded) == db_needed(loaded)
+    assert planned(loaded) == needed_trying_every_loss(loaded)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_need_is_the_worst_over_every_dc_loss_on_random_topologies(seed: int, tmp_path: Path):
+    loaded = random_topology(random.Random(seed), tmp_path / "topology.yaml")
+    expected = needed_trying_every_loss(loaded)
+    assert expected  # DC 0 always has load pools
+    assert planned(loaded) == expected
 
 
 def test_db_need_differs_where_failover_orders_pile_writers_on_one_dc(tmp_path: Path):
@@ -73,9 +179,9 @@ def test_db_need_differs_where_failover_orders_pile_writers_on_one_dc(tmp_path: 
     path = tmp_path / "topology.yaml"
     path.write_text(yaml.safe_dump(document))
     loaded = load_topology(path, survivability=False)  # it is short of db servers on purpose
-    expected = db_needed(loaded)
-    assert expected["dc-b"] == expected["dc-c"] > expected["dc-a"]
-    assert db_plan(loaded) == expected
+    expected = needed_trying_every_loss(loaded)
+    assert expected["b-db"] == expected["c-db"] > expected["a-db"]
+    assert planned(loaded) == expected
 
 
 def test_lab_plan_json_shape():

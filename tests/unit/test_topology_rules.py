@@ -100,8 +100,3 @@ def test_json_problems_are_ascii(tmp_path: Path, capsys):
     assert out.isascii()
     problems = json.loads(out)["problems"]
     assert any(p["path"] == "datacenters[dc-a].pools[0].name" and p["line"] for p in problems), problems
-
-
-def test_a_directory_cannot_be_validated(tmp_path: Path, capsys):
-    assert main(["topology", "validate", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.startswith(f"error: {tmp_path}: not a regular file")

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from hivestack.cli import drift_cmd, drill_cmd, lab_cmd, plan_cmd, topology_cmd
 from hivestack.cli.errors import CANNOT_RUN, CannotRun
+from hivestack.topology.printable import printable
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,7 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if args.debug:
             raise
-        err.print(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", markup=False)
+        # Its text may echo anything (a host's answer, a file's content): escaped, so it stays one line that cannot
+        # drive the terminal or forge a line of its own.
+        err.print(
+            f"error: {printable(f'{type(e).__name__}: {e}')} (run with --debug for the traceback)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         return CANNOT_RUN
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hivestack.cli.errors import FOUND_PROBLEM, OK, CannotRun
+from hivestack.cli.errors import FOUND_PROBLEM, OK
+from hivestack.cli.input_file import regular_file
 from hivestack.plan import Plan, plan
 from hivestack.topology import TopologyError, load_topology
 
@@ -22,10 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    if not args.file.is_file():
-        raise CannotRun(f"{args.file}: no such file")
+    path = regular_file(args.file)
     try:
-        result = plan(load_topology(args.file))
+        result = plan(load_topology(path))
     except TopologyError as e:
         for p in e.problems:
             err.print(f"error: {p}", markup=False, highlight=False, soft_wrap=True)

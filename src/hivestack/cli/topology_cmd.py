@@ -8,7 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hivestack.cli.errors import FOUND_PROBLEM, OK, CannotRun
+from hivestack.cli.errors import FOUND_PROBLEM, OK
+from hivestack.cli.input_file import regular_file
 from hivestack.topology import Topology, TopologyError, load_topology
 from hivestack.topology.printable import printable
 
@@ -25,10 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_validate(args: argparse.Namespace, out: Console, err: Console) -> int:
-    if not args.file.is_file():
-        raise CannotRun(f"{args.file}: {'not a regular file' if args.file.exists() else 'no such file'}")
+    path = regular_file(args.file)
     try:
-        loaded = load_topology(args.file)
+        loaded = load_topology(path)
     except TopologyError as e:
         if args.json:
             problems = [{"file": p.file, "path": p.path, "line": p.line, "message": p.message} for p in e.problems]

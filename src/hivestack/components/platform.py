@@ -76,7 +76,7 @@ class Platform(Declared):
         }
 
         # One CA per trust domain (hivestack.topology.trust): each role's peers accept that role's certificates only.
-        self.tls = {
+        self.tls: dict[str, TlsAuthority] = {
             domain.name: TlsAuthority(
                 f"tls-{domain.name}",
                 subjects=[s.to_dict() for s in domain.subjects],

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass
 
-from hivestack.topology import LoadedTopology
-from hivestack.topology.survivability import facts_from_topology, role_load_after_loss
+from hivestack.topology import LoadedTopology, Role
+from hivestack.topology.survivability import facts_from_topology, worst_load_after_loss
 
 # The yardstick: figures reported for WeBank's same-city multi-active platform.
 REFERENCE = {
@@ -63,22 +64,22 @@ def plan(loaded: LoadedTopology) -> Plan:
     topology = loaded.topology
     facts = facts_from_topology(topology, loaded.placement)
     util = topology.capacity.max_utilization
-    # For each DC and load role: the most load that DC carries in any scenario (nothing lost, or one DC lost).
-    worst: dict[tuple[str, str], float] = {}
-    for role in facts.role_tps:
-        for lost in ["", *facts.same_city_dcs]:
-            for dc, tps in role_load_after_loss(facts, role, lost).items():
-                worst[(dc, role)] = max(worst.get((dc, role), 0.0), tps)
+    # For each DC and load role: the most load that DC carries in any scenario (nothing lost, or one DC lost), from
+    # the very function the capacity rule checks, so the plan sizes for exactly what validation demands.
+    worst = {(dc, role): w.tps for role in facts.role_tps for dc, w in worst_load_after_loss(facts, role).items()}
 
     pools: list[PoolPlan] = []
     for dc in topology.datacenters:
+        # Summed once per DC, not once per pool: a DC may hold 64 pools.
+        role_cores: Counter[Role] = Counter()
+        for p in dc.pools:
+            role_cores.update(dict.fromkeys(p.roles, p.count * p.cpu))
         for pool in dc.pools:
             load_roles = [r for r in pool.roles if r in topology.capacity.roles and dc.same_city]
             if load_roles:
                 needed_cores = 0.0
                 for role in load_roles:
-                    role_cores_in_dc = sum(p.count * p.cpu for p in dc.pools if role in p.roles)
-                    share = pool.count * pool.cpu / role_cores_in_dc
+                    share = pool.count * pool.cpu / role_cores[role]
                     per_core = topology.capacity.roles[role].tps_per_core * util
                     needed_cores += worst.get((dc.name, role.value), 0.0) * share / per_core
                 needed = math.ceil(needed_cores / pool.cpu - 1e-9)

@@ -137,37 +137,27 @@ def quorum_survives_dc_loss(facts: Facts) -> list[Violation]:
 @dataclass(frozen=True)
 class WorstLoad:
     tps: float
-    lost: str  # the loss that puts it there
+    lost: str  # the loss that puts it there ("" when there is no other DC to lose: the load with all DCs up)
 
-
-def role_load_after_loss(facts: Facts, role: str, lost: str) -> dict[str, float]:
-    """Transactions per second each surviving DC must carry for `role` once `lost` is gone ("" for none).
-
-    Database load follows each cell's writer (the first surviving member); stateless roles share the whole
-    load across surviving DCs in proportion to their capacity.
-    """
-    survivors = [d for d in facts.same_city_dcs if d != lost]
-    if role == Role.db.value:
-        healthy, moved = _writer_load(facts)
-        return {d: healthy.get(d, 0.0) + moved.get(lost, {}).get(d, 0.0) for d in survivors}
-    capacity = facts.role_tps.get(role, {})
-    rest = sum(capacity.get(d, 0.0) for d in survivors)
-    return {d: _share(facts.peak_tps, capacity.get(d, 0.0), rest, len(survivors)) for d in survivors}
+    @property
+    def scenario(self) -> str:
+        return f"after losing {self.lost}" if self.lost else "with every DC up"
 
 
 def worst_load_after_loss(facts: Facts, role: str) -> dict[str, WorstLoad]:
-    """For each same-city DC, the most `role` load it must carry after the loss of any one other DC.
+    """For each same-city DC, the most `role` load it must carry with all DCs up or after the loss of any one
+    other DC (losing a DC never lightens the others, so with two or more DCs this is the worst single loss).
 
-    Found without trying every loss: a DC's database load grows only by the cells whose writer is lost and whose
-    next member it holds, so its worst loss is the DC that hands it the most; a stateless share is largest when
-    the DC with the most capacity among the others is the one lost.
+    Database load follows each cell's writer (its first surviving member); stateless roles share the whole load
+    across surviving DCs in proportion to their capacity, evenly when none has any. Found without trying every loss:
+    a DC's database load grows only by the cells whose writer is lost and whose next member it holds, so its worst
+    loss is the DC that hands it the most; a stateless share is largest when the DC with the most capacity among
+    the others is the one lost.
     """
     city = facts.same_city_dcs
-    if len(city) < 2:
-        return {}
     if role == Role.db.value:
         healthy, moved = _writer_load(facts)
-        worst = {d: WorstLoad(healthy.get(d, 0.0), next(x for x in city if x != d)) for d in city}
+        worst = {d: WorstLoad(healthy.get(d, 0.0), next((x for x in city if x != d), "")) for d in city}
         for lost in city:
             for d, tps in moved.get(lost, {}).items():
                 if d in worst and healthy.get(d, 0.0) + tps > worst[d].tps:
@@ -178,8 +168,9 @@ def worst_load_after_loss(facts: Facts, role: str) -> dict[str, WorstLoad]:
     heaviest = heapq.nlargest(2, city, key=lambda d: capacity.get(d, 0.0))
     worst = {}
     for d in city:
-        lost = next(x for x in heaviest if x != d)
-        tps = _share(facts.peak_tps, capacity.get(d, 0.0), total - capacity.get(lost, 0.0), len(city) - 1)
+        lost = next((x for x in heaviest if x != d), "")
+        survivors = len(city) - 1 if lost else len(city)
+        tps = _share(facts.peak_tps, capacity.get(d, 0.0), total - capacity.get(lost, 0.0), survivors)
         worst[d] = WorstLoad(tps, lost)
     return worst
 
@@ -219,7 +210,7 @@ def capacity_survives_dc_loss(facts: Facts) -> list[Violation]:
                     Violation(
                         "capacity-survives-dc-loss",
                         f"capacity.roles.{role}",
-                        f"after losing {worst.lost}, {dc} must carry {worst.tps:,.0f} TPS of {role} load "
+                        f"{worst.scenario}, {dc} must carry {worst.tps:,.0f} TPS of {role} load "
                         f"but its servers carry {have:,.0f} (add {role} servers in {dc})",
                     )
                 )
