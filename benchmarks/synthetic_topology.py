@@ -157,6 +157,8 @@ def sample_shaped(scale: int = 1) -> dict[str, Any]:
             },
         },
         "routing": {"key": "customer-id", "space": KEYS_PER_CELL * cells},
+        # Operators come from the operations network, or through one bastion per same-city DC: SSH from nowhere else.
+        "management": {"networks": ["172.16.0.0/24"], "bastions": [f"172.16.1.{i + 1}" for i in range(len(city))]},
         "datacenters": datacenters,
         "cells": [
             _Flow(

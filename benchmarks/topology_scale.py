@@ -4,8 +4,11 @@ A scale grows what the model allows (synthetic_topology.growth): the DCs up to 6
 the cells up to 100; the table shows what each row holds and how many times the sample that is. Growth should stay
 close to linear (the `per 1k servers` columns roughly flat), and the sample must validate and plan in under 2 s.
 
-Building the mocked program costs about 5 s per 1,000 servers (Pulumi's SDK registering each resource), so by
-default it is built up to 10x only; `--program-max 100` builds it at every scale (about 8 minutes more).
+Building the mocked program costs about 5 s per 1,000 servers (Pulumi's SDK registering each resource), and grows
+faster than the servers beyond a few thousand: Python's cyclic garbage collector walks the growing heap of
+registered resources (measured 2026-12-02 at 8x: 48 s of CPU with it, 20 s with it disabled; at 20x it had not
+finished after 200 s of CPU, at 100x not after 20 minutes with 6.5 GB resident). So by default it is built up to
+10x only; `--program-max 100` builds it at every scale.
 Usage: `.venv/bin/python benchmarks/topology_scale.py [--program-max SCALE] [SCALE ...]`.
 """
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import testinfra
 
+from hivestack.ansible.inventory import build
+from hivestack.ansible.runner import PlaybookResult, run_playbook
 from hivestack.topology import load_topology
 from tests.conftest import LAB_TOPOLOGY
 
@@ -106,3 +109,25 @@ def test_wheelhouse_is_the_hosts_pypi(remote, tmp_path):
         assert probe.name in listing
     finally:
         probe.unlink()
+
+
+def test_ansible_refuses_a_host_whose_key_is_not_the_one_the_lab_made(lab, tmp_path):
+    """Through the same runner as `pulumi up`: the inventory's known_hosts decides, ansible-runner's default (host key
+    checking off) does not. A positive control: the same run with the lab's own known_hosts reaches the host."""
+    host = HOSTS[0].name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    forged = tmp_path / "known_hosts"
+    forged.write_text(f"{lab.address(host)} {(tmp_path / 'other.pub').read_text().split()[0]} "
+                      f"{(tmp_path / 'other.pub').read_text().split()[1]}\n")  # fmt: skip
+
+    def ping(known_hosts: str) -> PlaybookResult:
+        outputs = {**lab.outputs, "lab": {**lab.outputs["lab"], "known_hosts_file": known_hosts}}
+        inventory = build(lab.topology, outputs)
+        return run_playbook(lab.hivestack_root, "common.yml", inventory, {}, {}, check=True, tags="never", limit=host)
+
+    refused = ping(str(forged))
+    assert refused.hosts[host].unreachable == 1, refused
+    assert "host key verification failed" in json.dumps([f.message for f in refused.failures]).lower(), refused
+    reached = ping(lab.outputs["lab"]["known_hosts_file"])
+    # Facts are gathered (ok); the role itself may refuse to run without the stage's secrets: not this test's concern.
+    assert reached.hosts[host].unreachable == 0 and reached.hosts[host].ok >= 1, reached

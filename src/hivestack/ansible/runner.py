@@ -409,6 +409,9 @@ def _run(
         "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(root / "playbooks" / "roles"),
         "ANSIBLE_NOCOLOR": "1",
+        # ansible-runner turns host key checking off unless told; Ansible's own `StrictHostKeyChecking=no` would
+        # then come first on ssh's command line and win over the inventory's known_hosts settings.
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
         # SSH control sockets in the project's private state directory (0700), kept warm from one stage to the next.
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(root / ".hivestack" / "ssh-control"),
         # The venv's ansible-playbook, whichever PATH the caller (a Pulumi provider process) has.
