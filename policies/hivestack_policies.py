@@ -26,7 +26,8 @@ from hivestack.topology.placement import QUORUM_ROLES
 from hivestack.topology.ports import sensitive_ports
 from hivestack.topology.survivability import RULES, CellLoad, Facts, QuorumGroup, Violation
 
-SENSITIVE_NAME = re.compile(r"(password|passphrase|secret|token|private_?key)", re.IGNORECASE)
+# A key is secret unless it is a public one (`ca_key` is; `public_key` is not); `certs` carries each private key.
+SENSITIVE_NAME = re.compile(r"(password|passphrase|secret|token|private_?key|(?<!public)_key$|^certs$)", re.IGNORECASE)
 
 DESCRIPTIONS = {
     "quorum-no-dc-majority": "No data center holds a majority of any quorum (etcd, control plane, cell database).",

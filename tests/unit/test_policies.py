@@ -169,3 +169,22 @@ def test_policy_fails_on_violation(name: str, mutate, expected: str, lab_resourc
     mutate(resources)
     found = violations(name, resources)
     assert any(expected in message for message in found), found
+
+
+@pytest.mark.parametrize(
+    ("prop", "sensitive"),
+    [
+        ("ca_key", True),
+        ("certs", True),
+        ("private_key", True),
+        ("etcd_root_password", True),
+        ("secret_vars", True),
+        ("public_key", False),
+        ("ca_cert", False),
+        ("key_file", False),
+    ],
+)
+def test_which_property_names_hold_secrets(prop: str, sensitive: bool) -> None:
+    from hivestack_policies import SENSITIVE_NAME
+
+    assert bool(SENSITIVE_NAME.search(prop)) is sensitive
