@@ -26,8 +26,9 @@ from hivestack.topology.placement import QUORUM_ROLES
 from hivestack.topology.ports import sensitive_ports
 from hivestack.topology.survivability import RULES, CellLoad, Facts, QuorumGroup, Violation
 
-# A key is secret unless it is a public one (`ca_key` is; `public_key` is not); `certs` carries each private key.
-SENSITIVE_NAME = re.compile(r"(password|passphrase|secret|token|private_?key|(?<!public)_key$|^certs$)", re.IGNORECASE)
+# Besides the obvious names: a CA's signing key (`ca_key`), and `certs`, which carries each certificate's private key.
+# Public keys (`public_key`, `authorized_key`, `host_key`) are not secrets.
+SENSITIVE_NAME = re.compile(r"(password|passphrase|secret|token|private_?key|^ca_key$|^certs$)", re.IGNORECASE)
 
 DESCRIPTIONS = {
     "quorum-no-dc-majority": "No data center holds a majority of any quorum (etcd, control plane, cell database).",

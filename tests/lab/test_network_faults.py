@@ -99,7 +99,7 @@ def test_host_stop_or_kill_and_start(lab, kind: str):
     lab.hivestack("lab", "fault", kind, host)
     assert not sshd_answers(lab, host)
     status: Callable[[], str] = lambda: lab.hivestack("lab", "status", "--json", check=False).stdout  # noqa: E731
-    assert re.search(rf'"{host}": false', status())
+    assert re.search(rf'"{host}": "stopped"', status())
     lab.hivestack("lab", "fault", "start", host)
     assert sshd_answers(lab, host)
-    assert re.search(rf'"{host}": true', status())
+    assert re.search(rf'"{host}": "running"', status())

@@ -180,6 +180,8 @@ def test_policy_fails_on_violation(name: str, mutate, expected: str, lab_resourc
         ("etcd_root_password", True),
         ("secret_vars", True),
         ("public_key", False),
+        ("authorized_key", False),
+        ("host_key", False),
         ("ca_cert", False),
         ("key_file", False),
     ],
