@@ -77,3 +77,26 @@ def test_known_hosts_file_lists_every_host_and_follows_changes(tmp_path: Path) -
     assert file.read_text() == "10.0.0.1 ssh-ed25519 CCC\n"
     provider.delete("id", news)
     assert not file.exists()
+
+
+def test_host_processes_are_read_although_cgroups_vanish_meanwhile(tmp_path: Path, monkeypatch) -> None:
+    """A booting host's systemd removes unit cgroups while the lab lists them (seen on `lab fault start`)."""
+    from hivestack.lab.names import LabNames
+
+    names = LabNames("lab")
+    base = tmp_path / "unified"
+    monkeypatch.setattr(hosts, "CGROUP_ROOTS", (base,))
+    cg = base / names.cgroup("h1")
+    (cg / "payload" / "gone.service").mkdir(parents=True)
+    (cg / "payload" / "cgroup.procs").write_text("101\n102\n")
+    vanishing = cg / "payload" / "gone.service" / "cgroup.procs"
+    vanishing.write_text("103\n")
+    real_read = Path.read_text
+
+    def read_text(self: Path, *args, **kwargs) -> str:
+        if self == vanishing:
+            raise FileNotFoundError(self)
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    assert hosts.cgroup_pids(names, "h1") == [101, 102]

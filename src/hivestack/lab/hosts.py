@@ -87,11 +87,14 @@ def nspawn_pid(names: LabNames, host: str) -> int | None:
 
 
 def cgroup_pids(names: LabNames, host: str) -> list[int]:
+    """Every process in the host's cgroups. A running host's systemd makes and removes cgroups all the while (units
+    start and stop): one that vanishes between listing and reading held no process worth naming."""
     pids: set[int] = set()
     for cg in _cgroups(names, host):
         if cg.is_dir():
             for procs in cg.rglob("cgroup.procs"):
-                pids.update(int(p) for p in procs.read_text().split())
+                with contextlib.suppress(FileNotFoundError):
+                    pids.update(int(p) for p in procs.read_text().split())
     return sorted(pids)
 
 
@@ -276,8 +279,9 @@ def _reap_orphans(names: LabNames, host: str, timeout: float = 5.0) -> None:
         time.sleep(0.05)
     for cg in _cgroups(names, host):
         for sub in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            sub.rmdir()
-        if cg.is_dir():
+            with contextlib.suppress(FileNotFoundError):
+                sub.rmdir()
+        with contextlib.suppress(FileNotFoundError):
             cg.rmdir()
 
 
