@@ -19,9 +19,12 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
 
-# Documents that lived outside the repository before docs/ existed; the project must not depend on them.
-OUTSIDE_REFERENCES = ("../shared/", "/work/shared", "CONVENTIONS.md", "DESIGN.md")
-THIS_FILE = Path(__file__).resolve().relative_to(ROOT).as_posix()  # it names them to look for them
+# A relative path that climbs out of its own directory (`../name`), and any absolute path under the checkout's
+# parent: what a file names there is not in a clone made elsewhere.
+_CLIMBING_PATH = re.compile(rb"(?:\.\./)+[\w.-]+(?:/[\w.-]+)*")
+_BESIDE_THE_CHECKOUT = re.compile(
+    re.escape(f"{ROOT.parent}/").encode() + rb"(?!" + re.escape(ROOT.name).encode() + rb"/)"
+)
 DOC_PAGES = ("README.md", "architecture.md", "flows.md", "conventions.md", "machine-facts.md")
 
 _FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1[^\n]*$", re.MULTILINE | re.DOTALL)
@@ -115,17 +118,34 @@ def test_docs_pages_exist():
     assert not missing, f"docs/ lacks {missing}"
 
 
-def test_no_file_refers_to_documents_outside_the_repository():
-    offenders = []
-    for name in sorted(repository_files()):
-        if name.startswith("docs/") or name == THIS_FILE:
-            continue
-        content = (ROOT / name).read_bytes()
-        for reference in OUTSIDE_REFERENCES:
-            if reference.encode() in content:
-                line = content[: content.index(reference.encode())].count(b"\n") + 1
-                offenders.append(f"{name}:{line}: {reference}")
-    assert not offenders, "point to docs/ instead:\n" + "\n".join(offenders)
+def outside_references(name: str, content: bytes) -> list[str]:
+    """Where a repository file points at something outside the checkout: `line: what`."""
+    found = []
+    base = (ROOT / name).parent
+    for match in _CLIMBING_PATH.finditer(content):
+        target = (base / match.group().decode()).resolve()
+        if not target.is_relative_to(ROOT):
+            found.append((match.start(), match.group().decode()))
+    found += [(m.start(), m.group().decode()) for m in _BESIDE_THE_CHECKOUT.finditer(content)]
+    newline = b"\n"
+    return [f"{content[:at].count(newline) + 1}: {what}" for at, what in sorted(found)]
+
+
+def test_no_file_refers_to_anything_outside_the_repository():
+    offenders = [
+        f"{name}:{where}"
+        for name in sorted(repository_files())
+        for where in outside_references(name, (ROOT / name).read_bytes())
+    ]
+    assert not offenders, "keep what the project relies on in docs/ and point there:\n" + "\n".join(offenders)
+
+
+def test_outside_references_are_found() -> None:
+    beside = f"{ROOT.parent}/elsewhere/notes.md".encode()
+    inside = f"{ROOT}/docs/README.md".encode()
+    content = b"ok: docs/flows.md\nout: ../../notes/x.md\n" + beside + b"\n" + inside + b"\n"
+    assert outside_references("README.md", content) == ["2: ../../notes/x.md", f"3: {ROOT.parent}/"]
+    assert outside_references("docs/flows.md", b"see ../README.md") == []
 
 
 def test_every_relative_link_resolves():
