@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import yaml
 
-from hivestack.cli.errors import CannotRun
 from hivestack.cli.main import main
 from hivestack.topology import TopologyError, load_topology
 from hivestack.topology.printable import printable
@@ -88,8 +87,10 @@ def test_printable_escapes_what_could_drive_a_terminal(raw: str, shown: str):
     assert printable(raw).isprintable()
 
 
-def test_cannot_run_messages_are_escaped():
-    assert str(CannotRun("topo\x1b[31m.yaml\nerror: forged: no such file")).isprintable()
+def test_cannot_run_messages_are_escaped(tmp_path: Path, capsys):
+    assert main(["plan", str(tmp_path / "topo\x1b[31m.yaml\nerror: forged: no such file")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.rstrip("\n").isprintable() and err.startswith("error: "), err
 
 
 def test_json_problems_are_ascii(tmp_path: Path, capsys):

@@ -35,7 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CannotRun as e:
         if args.debug:
             raise
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        # Its text often echoes what the user gave (a file name, a host): escaped, like every error below.
+        err.print(f"error: {printable(str(e))}", markup=False, highlight=False, soft_wrap=True)
         return CANNOT_RUN
     except Exception as e:
         if args.debug:
