@@ -100,3 +100,27 @@ def test_host_processes_are_read_although_cgroups_vanish_meanwhile(tmp_path: Pat
 
     monkeypatch.setattr(Path, "read_text", read_text)
     assert hosts.cgroup_pids(names, "h1") == [101, 102]
+
+
+def test_host_processes_are_read_although_a_cgroup_vanishes_while_listed(tmp_path: Path, monkeypatch) -> None:
+    """The CI failure: a unit's cgroup directory went away between finding it and listing it (`Path.rglob` raised)."""
+    import os
+
+    from hivestack.lab.names import LabNames
+
+    names = LabNames("lab")
+    base = tmp_path / "unified"
+    monkeypatch.setattr(hosts, "CGROUP_ROOTS", (base,))
+    cg = base / names.cgroup("h1")
+    gone = cg / "payload" / "system.slice" / "systemd-user-sessions.service"
+    gone.mkdir(parents=True)
+    (cg / "payload" / "cgroup.procs").write_text("101\n")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(path) == gone:
+            raise FileNotFoundError(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert hosts.cgroup_pids(names, "h1") == [101]

@@ -86,15 +86,21 @@ def nspawn_pid(names: LabNames, host: str) -> int | None:
     return pid if b"systemd-nspawn" in cmdline and f"--machine={host}".encode() in cmdline else None
 
 
+def _cgroup_tree(cg: Path) -> list[Path]:
+    """The cgroup and every cgroup below it, deepest first. A running host's systemd makes and removes cgroups all
+    the while (units start and stop); `os.walk` passes over a directory that vanishes while it is listed, where
+    `Path.rglob` raises."""
+    return [Path(top) for top, _dirs, _files in os.walk(cg, topdown=False)]
+
+
 def cgroup_pids(names: LabNames, host: str) -> list[int]:
-    """Every process in the host's cgroups. A running host's systemd makes and removes cgroups all the while (units
-    start and stop): one that vanishes between listing and reading held no process worth naming."""
+    """Every process in the host's cgroups. A cgroup that vanishes between listing and reading held no process
+    worth naming."""
     pids: set[int] = set()
     for cg in _cgroups(names, host):
-        if cg.is_dir():
-            for procs in cg.rglob("cgroup.procs"):
-                with contextlib.suppress(FileNotFoundError):
-                    pids.update(int(p) for p in procs.read_text().split())
+        for sub in _cgroup_tree(cg):
+            with contextlib.suppress(FileNotFoundError):
+                pids.update(int(p) for p in (sub / "cgroup.procs").read_text().split())
     return sorted(pids)
 
 
@@ -278,11 +284,9 @@ def _reap_orphans(names: LabNames, host: str, timeout: float = 5.0) -> None:
             raise HostError(f"{host}: processes {pids} survive SIGKILL")
         time.sleep(0.05)
     for cg in _cgroups(names, host):
-        for sub in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        for sub in _cgroup_tree(cg):
             with contextlib.suppress(FileNotFoundError):
                 sub.rmdir()
-        with contextlib.suppress(FileNotFoundError):
-            cg.rmdir()
 
 
 def _wait_gone(pid: int, timeout: float) -> None:
