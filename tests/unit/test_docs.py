@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +21,14 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.unit
 
 # A relative path that climbs out of its own directory (`../name`), and any absolute path under the checkout's
-# parent: what a file names there is not in a clone made elsewhere.
+# parent: what a file names there is not in a clone made elsewhere. A clone made straight in a system directory
+# (`/tmp/clone`) has no such neighbours of its own: there `/tmp/...` is an ordinary system path.
 _CLIMBING_PATH = re.compile(rb"(?:\.\./)+[\w.-]+(?:/[\w.-]+)*")
-_BESIDE_THE_CHECKOUT = re.compile(
-    re.escape(f"{ROOT.parent}/").encode() + rb"(?!" + re.escape(ROOT.name).encode() + rb"/)"
+_SYSTEM_DIRS = {Path("/"), Path("/tmp"), Path("/var/tmp"), Path(tempfile.gettempdir())}
+_BESIDE_THE_CHECKOUT = (
+    None
+    if ROOT.parent in _SYSTEM_DIRS
+    else re.compile(re.escape(f"{ROOT.parent}/").encode() + rb"(?!" + re.escape(ROOT.name).encode() + rb"/)")
 )
 DOC_PAGES = ("README.md", "architecture.md", "flows.md", "conventions.md", "machine-facts.md")
 
@@ -126,7 +131,8 @@ def outside_references(name: str, content: bytes) -> list[str]:
         target = (base / match.group().decode()).resolve()
         if not target.is_relative_to(ROOT):
             found.append((match.start(), match.group().decode()))
-    found += [(m.start(), m.group().decode()) for m in _BESIDE_THE_CHECKOUT.finditer(content)]
+    if _BESIDE_THE_CHECKOUT is not None:
+        found += [(m.start(), m.group().decode()) for m in _BESIDE_THE_CHECKOUT.finditer(content)]
     newline = b"\n"
     return [f"{content[:at].count(newline) + 1}: {what}" for at, what in sorted(found)]
 
