@@ -33,7 +33,7 @@ cached_go_build() {
   echo "$name $version: building into $BUILT (cold: minutes on 2 cores)"
   start=$SECONDS
   mkdir -p "$(dirname "$BUILT")"
-  (cd "$wrapper" && GOTOOLCHAIN=local GOFLAGS=-mod=mod go build -trimpath "$@" -o "$BUILT.tmp")
+  (cd "$wrapper" && GOTOOLCHAIN=local GOFLAGS=-mod=mod go build -trimpath -o "$BUILT.tmp" "$@")
   mv "$BUILT.tmp" "$BUILT"
   echo "$name $version: built in $((SECONDS - start)) s"
 }
