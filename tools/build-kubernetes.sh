@@ -39,7 +39,7 @@ checks=(
   "kubectl|$k8s|version --client"
   "etcd|${etcd#v}|--version"
   "etcdctl|${etcd#v}|version"
-  "kwok|${kwok#v}|version"
+  "kwok|${kwok#v}|--version"
 )
 missing=()
 for check in "${checks[@]}"; do

@@ -47,6 +47,10 @@ func runKubectl() int {
 }
 
 func runKwok() int {
+	// The Kubernetes commands' packages register --version (verflag) on pflag's global set, which cobra merges
+	// into every root command; kwok's own --version is cobra's boolean one. kwok gets a global set of its own,
+	// as it has in its own binary.
+	pflag.CommandLine = pflag.NewFlagSet(os.Args[0], pflag.ExitOnError)
 	flags := pflag.NewFlagSet("global", pflag.ContinueOnError)
 	flags.ParseErrorsAllowlist.UnknownFlags = true
 	flags.Usage = func() {}
