@@ -103,12 +103,7 @@ def leftovers(names: LabNames) -> dict[str, list[str]]:
     return {
         "namespaces": [ns for ns in network.list_lab_namespaces() if ns.startswith(names.tag)],
         "mounts": [m for m in mounts if m.startswith(lab_dir)],
-        "host processes": [
-            pid
-            for base in hosts.CGROUP_ROOTS
-            for procs in (base / "hivestack" / names.tag).rglob("cgroup.procs")
-            for pid in procs.read_text().split()
-        ],
+        "host processes": hosts.stack_pids(names),
     }
 
 
@@ -119,7 +114,12 @@ def pulumi(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     names = LabNames(STACK)
-    up = subprocess.run([str(HIVESTACK), "lab", "up", "--stack", STACK], capture_output=True, text=True)
+    try:
+        up = subprocess.run([str(HIVESTACK), "lab", "up", "--stack", STACK], capture_output=True, text=True)
+    except BaseException:
+        # Interrupted while coming up (Ctrl-C, a CI timeout): what was made so far goes before the suite stops.
+        subprocess.run([str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, check=False)
+        raise
     if up.returncode != 0:
         # What a failed bring-up made is removed before the suite fails: no host is left running.
         down = subprocess.run([str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, text=True)

@@ -124,3 +124,17 @@ def test_host_processes_are_read_although_a_cgroup_vanishes_while_listed(tmp_pat
 
     monkeypatch.setattr(os, "scandir", scandir)
     assert hosts.cgroup_pids(names, "h1") == [101]
+
+
+def test_stack_processes_are_every_host_of_that_stack_only(tmp_path: Path, monkeypatch) -> None:
+    """What the destroy check counts: processes of any host of the stack, none of another stack's."""
+    from hivestack.lab.names import LabNames
+
+    mine, other = LabNames("labtest"), LabNames("lab")
+    base = tmp_path / "unified"
+    monkeypatch.setattr(hosts, "CGROUP_ROOTS", (base,))
+    for names, host, pid in ((mine, "h1", "101"), (mine, "h2", "202"), (other, "h1", "303")):
+        cg = base / names.cgroup(host) / "payload"
+        cg.mkdir(parents=True)
+        (cg / "cgroup.procs").write_text(f"{pid}\n")
+    assert hosts.stack_pids(mine) == [101, 202]

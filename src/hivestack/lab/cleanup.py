@@ -40,7 +40,7 @@ def clean(root: Path, stack: str | None = None) -> Cleaned:
     for names in [LabNames(stack)] if stack else known_labs():
         name = names.stack
         for base in hosts.CGROUP_ROOTS:
-            for cg in sorted((base / "hivestack" / names.tag).glob("*")):
+            for cg in sorted((base / names.cgroup_root).glob("*")):
                 if cg.is_dir():
                     hosts.kill(names, cg.name)
                     done.hosts.append(f"{name}/{cg.name}")

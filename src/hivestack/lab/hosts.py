@@ -94,10 +94,19 @@ def _cgroup_tree(cg: Path) -> list[Path]:
 
 
 def cgroup_pids(names: LabNames, host: str) -> list[int]:
-    """Every process in the host's cgroups. A cgroup that vanishes between listing and reading held no process
-    worth naming."""
+    """Every process in the host's cgroups."""
+    return _pids_below(_cgroups(names, host))
+
+
+def stack_pids(names: LabNames) -> list[int]:
+    """Every process in any host cgroup of the stack: what a destroy must leave none of."""
+    return _pids_below([base / names.cgroup_root for base in CGROUP_ROOTS])
+
+
+def _pids_below(cgroups: list[Path]) -> list[int]:
+    """A cgroup that vanishes between listing and reading held no process worth naming."""
     pids: set[int] = set()
-    for cg in _cgroups(names, host):
+    for cg in cgroups:
         for sub in _cgroup_tree(cg):
             with contextlib.suppress(FileNotFoundError):
                 pids.update(int(p) for p in (sub / "cgroup.procs").read_text().split())

@@ -43,9 +43,14 @@ class LabNames:
         """Pid files, sockets and the list of made objects; `lab clean` reads it."""
         return RUN_ROOT / self.tag
 
+    @property
+    def cgroup_root(self) -> str:
+        """Relative cgroup path holding every host of the stack (same path in both hierarchies)."""
+        return f"hivestack/{self.tag}"
+
     def cgroup(self, host: str) -> str:
         """Relative cgroup path for one host (same path in the unified and name=systemd hierarchies)."""
-        return f"hivestack/{self.tag}/{host}"
+        return f"{self.cgroup_root}/{host}"
 
 
 def tag_pattern() -> str:
