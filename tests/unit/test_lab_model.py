@@ -53,15 +53,23 @@ def test_inventory_groups_per_dc_role_pool_cell():
     outputs = {"lab": {"core_ns": "hsabcd-core", "mgmt": "100.64.0.1", "ssh_key_file": "/k", "known_hosts_file": "/kh"}}
     loaded = load_topology(LAB_TOPOLOGY)
     inv = build(loaded, outputs)
-    # Every group, as the topology file declares it: a pool's servers are <pool>-1..<pool>-<count>.
+    # Every group, as the topology file declares it: a pool's servers are <pool>-1..<pool>-<count>. A simulated
+    # pool has no servers: its nodes are platform data, never hosts to reach.
     expected: dict[str, set[str]] = {}
+    simulated: set[str] = set()
     for dc in loaded.topology.datacenters:
         for pool in dc.pools:
             servers = {f"{pool.name}-{n}" for n in range(1, pool.count + 1)}
+            if pool.simulated:
+                simulated |= servers
+                continue
             kinds = [("dc", dc.name), ("pool", pool.name), ("arch", pool.arch.value)]
             for kind, name in [*kinds, *(("role", r.value) for r in pool.roles)]:
                 expected.setdefault(group(kind, name), set()).update(servers)
     assert {g: set(v["hosts"]) for g, v in inv.items() if not g.startswith(("_", "all", "cell_"))} == expected
+    assert simulated, "the lab topology declares simulated Kubernetes workers"
+    assert {n["name"] for n in inv["all"]["vars"]["hivestack_simulated_nodes"]} == simulated
+    assert not simulated & set(inv["_meta"]["hostvars"])
     host_dc = {h: v["hivestack_dc"] for h, v in inv["_meta"]["hostvars"].items()}
     for cell in loaded.topology.cells:
         members = inv[group("cell", cell.name)]["hosts"]

@@ -188,4 +188,6 @@ def test_lab_plan_json_shape():
     loaded = load_topology(LAB_TOPOLOGY)
     data = plan(loaded).to_dict()
     assert {"pools", "dcs", "cost_per_account_year", "reference", "peak_tps"} <= set(data)
-    assert sum(d["servers"] for d in data["dcs"]) == data["servers"] == len(loaded.placement.hosts)
+    # Simulated pools are planned and costed as the servers they stand for.
+    declared = len(loaded.placement.hosts) + len(loaded.placement.simulated_nodes)
+    assert sum(d["servers"] for d in data["dcs"]) == data["servers"] == declared

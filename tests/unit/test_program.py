@@ -49,9 +49,12 @@ def build(topology_path, configure: bool = False) -> tuple[RecordingMocks, pulum
 
 
 def declared_servers(topology_path) -> Counter[tuple[str, str, str]]:
-    """Servers the topology file declares, per (DC, pool, arch): read from its pools, not from the placement."""
+    """Servers the topology file declares, per (DC, pool, arch): read from its pools, not from the placement.
+    A simulated pool declares Kubernetes nodes, not servers."""
     t = load_topology(topology_path).topology
-    return Counter({(dc.name, p.name, p.arch.value): p.count for dc in t.datacenters for p in dc.pools})
+    return Counter(
+        {(dc.name, p.name, p.arch.value): p.count for dc in t.datacenters for p in dc.pools if not p.simulated}
+    )
 
 
 @pulumi.runtime.test

@@ -37,6 +37,27 @@ def test_an_empty_remote_site_needs_no_room_for_hosts(tmp_path: Path):
     assert not [h for h in loaded.placement.hosts if h.dc == "dr"]
 
 
+def test_simulated_nodes_are_no_hosts_and_take_no_addresses(tmp_path: Path):
+    """A subnet with room for the DC's servers only still holds any number of simulated nodes."""
+
+    def many_nodes(doc: dict[str, Any]) -> None:
+        doc["datacenters"][0]["subnet"] = "10.80.1.0/28"  # 16 addresses: room for 5 servers past the offset
+        kwok = next(p for p in doc["datacenters"][0]["pools"] if p.get("simulated"))
+        kwok.update(count=300, arch="arm64", cpu=16, memory_gb=64, pods=250)
+
+    loaded = load_topology(lab_with(tmp_path, many_nodes))
+    nodes = [n for n in loaded.placement.simulated_nodes if n.dc == "dc-a"]
+    assert len(nodes) == 300 and not {n.name for n in nodes} & {h.name for h in loaded.placement.hosts}
+    assert {(n.cpu, n.memory_gb, n.pods) for n in nodes} == {(16, 64, 250)}
+    assert nodes[0].labels("lab-city") == {
+        "topology.kubernetes.io/region": "lab-city",
+        "topology.kubernetes.io/zone": "dc-a",
+        "kubernetes.io/arch": "arm64",
+        "hivestack.io/pool": nodes[0].pool,
+    }
+    assert [h.dc for h in loaded.placement.hosts].count("dc-a") == 2
+
+
 @pytest.mark.parametrize("wide_first", [True, False])
 def test_a_subnet_inside_another_is_an_overlap_whichever_comes_first(tmp_path: Path, wide_first: bool):
     def nest(doc: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """Variables the playbooks read, derived from the topology: cells with their members and ports, the quorum
-members, and each host's firewall allow list. The roles' `meta/argument_specs.yml` describe the same shapes."""
+members, the simulated Kubernetes nodes, and each host's firewall allow list. The roles' `meta/argument_specs.yml`
+describe the same shapes."""
 
 from __future__ import annotations
 
@@ -48,6 +49,20 @@ def platform_vars(loaded: LoadedTopology) -> dict[str, Any]:
         "hivestack_etcd_members": [_endpoint(h) for h in same_city if Role.etcd in h.roles],
         "hivestack_gateways": [_endpoint(h) for h in same_city if Role.gateway in h.roles],
         "hivestack_apps": [_endpoint(h) for h in same_city if Role.app in h.roles],
+        # Kubernetes nodes of simulated pools: not inventory hosts (no server, no SSH); the kwok controller of each
+        # DC registers and heartbeats the entries of its own DC.
+        "hivestack_simulated_nodes": [
+            {
+                "name": n.name,
+                "dc": n.dc,
+                "pool": n.pool,
+                "cpu": n.cpu,
+                "memory_gb": n.memory_gb,
+                "pods": n.pods,
+                "labels": n.labels(topology.city),
+            }
+            for n in placement.simulated_nodes
+        ],
     }
 
 

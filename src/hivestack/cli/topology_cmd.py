@@ -37,7 +37,7 @@ def run_validate(args: argparse.Namespace, out: Console, err: Console) -> int:
         for p in e.problems:
             err.print(f"error: {p}", markup=False, highlight=False, soft_wrap=True)
         return FOUND_PROBLEM
-    t, hosts = loaded.topology, loaded.placement.hosts
+    t, hosts, nodes = loaded.topology, loaded.placement.hosts, loaded.placement.simulated_nodes
     summary = {
         "valid": True,
         "file": str(args.file),
@@ -45,6 +45,7 @@ def run_validate(args: argparse.Namespace, out: Console, err: Console) -> int:
         "city": t.city,
         "datacenters": len(t.datacenters),
         "servers": len(hosts),
+        "simulated_nodes": len(nodes),
         "cells": len(t.cells),
     }
     if args.json:
@@ -52,7 +53,8 @@ def run_validate(args: argparse.Namespace, out: Console, err: Console) -> int:
     else:
         out.print(
             f"{printable(str(args.file))}: valid — {t.name} in {t.city}: {len(t.datacenters)} DCs, "
-            f"{len(hosts)} servers, {len(t.cells)} cells; survives the loss of any one DC",
+            f"{len(hosts)} servers{f', {len(nodes)} simulated Kubernetes nodes' if nodes else ''}, {len(t.cells)} cells; "
+            "survives the loss of any one DC",
             markup=False,
             highlight=False,
         )

@@ -116,11 +116,20 @@ class ServerPool(Strict):
     cpu: Integer = Field(ge=1, le=1024, description="cores per server")
     memory_gb: Number = Field(gt=0, le=65_536, description="memory per server")
     unit_cost: Number = Field(ge=0, le=10**9, description="cost of one server per year, in the topology's currency")
+    pods: Integer = Field(default=110, ge=1, le=10_000, description="pods one Kubernetes node of this pool may run")
+    simulated: Flag = Field(
+        default=False,
+        description="Kubernetes workers simulated by their DC's kwok controller (no kubelet, no containers): nodes "
+        "with the pool's labels and capacity but no server behind them, never made or reached over SSH",
+    )
 
     @model_validator(mode="after")
     def _roles_unique(self) -> Self:
         if len(set(self.roles)) != len(self.roles):
             raise ValueError(f"roles repeat in {[r.value for r in self.roles]}")
+        if self.simulated and self.roles != [Role.k8s_worker]:
+            # Only a Kubernetes node can be simulated: every other role needs a server to run its service on.
+            raise ValueError(f"a simulated pool has role k8s-worker only, not {[r.value for r in self.roles]}")
         return self
 
 

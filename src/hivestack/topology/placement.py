@@ -1,4 +1,5 @@
-"""What the topology implies without being written twice: hosts, addresses, labels, quorum members."""
+"""What the topology implies without being written twice: hosts, addresses, labels, quorum members, and the
+Kubernetes nodes that simulated pools stand for (nodes without a server: they get no address and no host)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,16 @@ from hivestack.topology.model import Arch, Cell, LocatedValueError, Role, Topolo
 # Addresses below this offset in every DC subnet are left to routers and management (the .1 is the DC router).
 FIRST_HOST_OFFSET = 10
 QUORUM_ROLES = (Role.etcd, Role.k8s_control)
+
+
+def node_labels(city: str, dc: str, arch: Arch, pool: str) -> dict[str, str]:
+    """The labels every host and node carries: where it is (region, zone), what it runs (arch), which pool."""
+    return {
+        "topology.kubernetes.io/region": city,
+        "topology.kubernetes.io/zone": dc,
+        "kubernetes.io/arch": arch.value,
+        "hivestack.io/pool": pool,
+    }
 
 
 @dataclass(frozen=True)
@@ -26,12 +37,23 @@ class Host:
 
     def labels(self, city: str) -> dict[str, str]:
         """Kubernetes-style labels; also used for Ansible groups and storage failure domains."""
-        return {
-            "topology.kubernetes.io/region": city,
-            "topology.kubernetes.io/zone": self.dc,
-            "kubernetes.io/arch": self.arch.value,
-            "hivestack.io/pool": self.pool,
-        }
+        return node_labels(city, self.dc, self.arch, self.pool)
+
+
+@dataclass(frozen=True)
+class SimulatedNode:
+    """A Kubernetes node of a simulated pool, registered and kept alive by its DC's kwok controller."""
+
+    name: str
+    dc: str
+    pool: str
+    arch: Arch
+    cpu: int
+    memory_gb: float
+    pods: int
+
+    def labels(self, city: str) -> dict[str, str]:
+        return node_labels(city, self.dc, self.arch, self.pool)
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,7 @@ class CellMember:
 class Placement:
     hosts: list[Host]
     cell_members: dict[str, list[CellMember]] = field(default_factory=dict)
+    simulated_nodes: list[SimulatedNode] = field(default_factory=list)
 
     def by_role(self, role: Role) -> list[Host]:
         return [h for h in self.hosts if role in h.roles]
@@ -53,9 +76,11 @@ class Placement:
 def place(topology: Topology) -> Placement:
     """Expand pools into hosts and put each cell's database members on the db hosts of their DCs."""
     hosts: list[Host] = []
+    nodes: list[SimulatedNode] = []
     for i, dc in enumerate(topology.datacenters):
+        served = [pool for pool in dc.pools if not pool.simulated]
         # Checked on the counts, before a single host is built (the model bounds their sum).
-        needed = sum(pool.count for pool in dc.pools)
+        needed = sum(pool.count for pool in served)
         room = max(dc.subnet.num_addresses - FIRST_HOST_OFFSET - 1, 0)  # keep the broadcast address free
         if needed > room:
             raise LocatedValueError(
@@ -63,7 +88,13 @@ def place(topology: Topology) -> Placement:
                 f"{dc.subnet} has room for {room} hosts but the pools of {dc.name} need {needed}",
                 ["a larger subnet or fewer servers"],
             )
-        dc_hosts = [(pool, n) for pool in dc.pools for n in range(1, pool.count + 1)]
+        nodes += [
+            SimulatedNode(f"{pool.name}-{n}", dc.name, pool.name, pool.arch, pool.cpu, pool.memory_gb, pool.pods)
+            for pool in dc.pools
+            if pool.simulated
+            for n in range(1, pool.count + 1)
+        ]
+        dc_hosts = [(pool, n) for pool in served for n in range(1, pool.count + 1)]
         for offset, (pool, n) in enumerate(dc_hosts):
             hosts.append(
                 Host(
@@ -77,6 +108,7 @@ def place(topology: Topology) -> Placement:
                     address=dc.subnet.network_address + FIRST_HOST_OFFSET + offset,
                 )
             )
+    _require_kwok_hosts(topology, hosts)
     db_hosts: dict[str, list[Host]] = {}
     for h in hosts:
         if Role.db in h.roles:
@@ -87,7 +119,23 @@ def place(topology: Topology) -> Placement:
         for m in cell_members:
             cells_on.setdefault(m.host, []).append(cell_name)
     hosts = [_with_cells(h, tuple(cells_on.get(h.name, ()))) for h in hosts]
-    return Placement(hosts=hosts, cell_members=members)
+    return Placement(hosts=hosts, cell_members=members, simulated_nodes=nodes)
+
+
+def _require_kwok_hosts(topology: Topology, hosts: list[Host]) -> None:
+    """A DC's simulated nodes live and die with it: its own kwok controller, on its k8s-control hosts, keeps them.
+
+    A DC without such a host would need another DC's controller, and cutting the DC would leave its nodes alive.
+    """
+    control_dcs = {h.dc for h in hosts if Role.k8s_control in h.roles}
+    for i, dc in enumerate(topology.datacenters):
+        for j, pool in enumerate(dc.pools):
+            if pool.simulated and dc.name not in control_dcs:
+                raise LocatedValueError(
+                    f"datacenters.{i}.pools.{j}.simulated",
+                    f"{dc.name} has no k8s-control host to run the kwok controller of pool {pool.name}",
+                    [f"a pool with role k8s-control in {dc.name}, or real servers for {pool.name}"],
+                )
 
 
 def _members_of(index: int, cell: Cell, db_hosts: dict[str, list[Host]]) -> list[CellMember]:
