@@ -34,6 +34,8 @@ class ServerPool(Declared):
                 "cpu": pool.cpu,
                 "memory_gb": pool.memory_gb,
                 "unit_cost": pool.unit_cost,
+                "pods": pool.pods,
+                "simulated": pool.simulated,
             },
             opts,
         )
