@@ -51,10 +51,10 @@ def run_validate(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.json:
         out.print_json(json.dumps(summary), ensure_ascii=True)
     else:
+        simulated = f", {len(nodes)} simulated Kubernetes nodes" if nodes else ""
         out.print(
             f"{printable(str(args.file))}: valid — {t.name} in {t.city}: {len(t.datacenters)} DCs, "
-            f"{len(hosts)} servers{f', {len(nodes)} simulated Kubernetes nodes' if nodes else ''}, {len(t.cells)} cells; "
-            "survives the loss of any one DC",
+            f"{len(hosts)} servers{simulated}, {len(t.cells)} cells; survives the loss of any one DC",
             markup=False,
             highlight=False,
         )
