@@ -2,7 +2,9 @@
 
 The survivability policies rebuild the rules' neutral facts from declared Platform, DataCenter, Host and Cell
 resources and call the very functions topology validation calls; the program cannot drift from the rules
-without a preview failing. Two more guard what only resources show: sensitive ports and secret marking.
+without a preview failing. The workload policies call hivestack.workloads.rules on the Kubernetes objects a stack
+declares, with the worker pools its topology declares. Two more guard what only resources show: sensitive ports
+and secret marking.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hivestack.topology.model import Role
 from hivestack.topology.placement import QUORUM_ROLES
 from hivestack.topology.ports import sensitive_ports
 from hivestack.topology.survivability import RULES, CellLoad, Facts, QuorumGroup, Violation
+from hivestack.workloads import rules as workload_rules
 
 # Besides the obvious names: a CA's signing key (`ca_key`), and `certs`, which carries each certificate's private key.
 # Public keys (`public_key`, `authorized_key`, `host_key`) are not secrets.
@@ -39,7 +42,16 @@ DESCRIPTIONS = {
     "cells-hold-accounts": "Cells are sized for at least the accounts the objectives ask for.",
     "gateway-in-every-dc": "Every same-city data center has a gateway (multi-active routing).",
     "latency-within-budget": "Same-city data centers stay within the latency budget of each other.",
+    "workload-spread-over-dcs": "Every Kubernetes workload spreads over at least three same-city DCs, skew 1.",
+    "pdb-for-multi-replica": "Every Kubernetes workload with more than one replica has a PodDisruptionBudget.",
+    "arm64-affinity": "Kubernetes workloads are pinned to arm64 nodes where the worker pools include them.",
 }
+# The Kubernetes objects the workload rules read, as pulumi-kubernetes types them (a chart's children included).
+KUBE_OBJECT_TYPES = (
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:apps/v1:StatefulSet",
+    "kubernetes:policy/v1:PodDisruptionBudget",
+)
 
 
 def facts_from_resources(resources: list[Any]) -> Facts | None:
@@ -98,6 +110,31 @@ def _stack_policy(rule: str, check: Callable[[Facts], list[Violation]]) -> Stack
     )
 
 
+def worker_pools(resources: list[Any]) -> workload_rules.WorkerPools:
+    """Same-city DCs with declared k8s-worker pools, by architecture."""
+    remote = {r.props["name"] for r in resources if r.resource_type == types.DATACENTER and r.props["remote"]}
+    by_arch: dict[str, set[str]] = {}
+    for r in resources:
+        p = r.props
+        if r.resource_type == types.SERVER_POOL and Role.k8s_worker.value in p["roles"] and p["dc"] not in remote:
+            by_arch.setdefault(p["arch"], set()).add(p["dc"])
+    return workload_rules.WorkerPools({arch: frozenset(dcs) for arch, dcs in by_arch.items()})
+
+
+def _workload_policy(rule: str) -> StackValidationPolicy:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        declared = [r for r in args.resources if r.resource_type in KUBE_OBJECT_TYPES]
+        urns = {w.path: r.urn for r in declared if (w := workload_rules.workload(r.props))}
+        if not urns:
+            return
+        for violation in workload_rules.check([r.props for r in declared], worker_pools(args.resources), rule):
+            report_violation(f"{violation.path}: {violation.message}", urns.get(violation.path))
+
+    return StackValidationPolicy(
+        name=rule, description=DESCRIPTIONS[rule], enforcement_level=EnforcementLevel.MANDATORY, validate=validate
+    )
+
+
 def sensitive_ports_least_privilege(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     if args.resource_type != types.FIREWALL_RULE:
         return
@@ -128,6 +165,7 @@ def secrets_marked_secret(args: ResourceValidationArgs, report_violation: Report
 
 POLICIES = [
     *[_stack_policy(rule, check) for rule, check in RULES.items()],
+    *[_workload_policy(rule) for rule in workload_rules.WORKLOAD_RULES],
     ResourceValidationPolicy(
         name="sensitive-ports-least-privilege",
         description="Database and etcd ports are never exposed beyond the roles that need them.",

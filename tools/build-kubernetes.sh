@@ -53,12 +53,13 @@ for check in "${checks[@]}"; do
     missing+=("$name")
   fi
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  cached_go_build hivestack-kube "$k8s" "$wrapper" "$ldflags" -ldflags "$ldflags" .
-  for name in "${missing[@]}"; do
-    install_link "$BUILT" "$name"
-  done
-fi
+# The control-plane hosts always get the multicall binary (.hivestack/bin/hivestack-kube, copied by the kube_tools
+# role): a command found on this machine's PATH serves this machine only.
+cached_go_build hivestack-kube "$k8s" "$wrapper" "$ldflags" -ldflags "$ldflags" .
+install_link "$BUILT" hivestack-kube
+for name in "${missing[@]}"; do
+  install_link "$BUILT" "$name"
+done
 
 # --- the pulumi-kubernetes provider plugin
 wrapper=$root/tools/pulumi-kubernetes

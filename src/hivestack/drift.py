@@ -3,7 +3,8 @@
 Two views, one report: `pulumi preview --refresh --expect-no-changes` names resources that drifted (a lab host
 removed by hand, a changed input), and every playbook stage run in check mode with diff names the host, task and
 file or service that would change. The stages are checked with the inputs they were last applied with (kept in
-each PlaybookRun's state), against the roles in this checkout.
+each PlaybookRun's state), against the roles in this checkout. `only` narrows the report to some of these sources
+(a quick resources-only check, or the stages a change touched): each stage's check takes minutes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from hivestack.ansible.runner import run_playbook
 from hivestack.ansible.stages import STAGES
 
 OK, DRIFTED, CANNOT_CHECK = 0, 1, 2
+# What a report can be made of: pulumi's view of the resources, then each playbook stage in order.
+SOURCES = ("pulumi", *STAGES)
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def host_drift(root: Path, pulumi: Pulumi, stack: str, report: DriftReport, progress: Callable[[str], None]) -> None:
+def host_drift(
+    root: Path,
+    pulumi: Pulumi,
+    stack: str,
+    report: DriftReport,
+    progress: Callable[[str], None],
+    stages: Collection[str] | None = None,
+) -> None:
+    """Every stage the stack has applied, or only `stages` (one never applied is then a "could not check")."""
     proc = pulumi("stack", "export", "--show-secrets", "--stack", stack)
     if proc.returncode != 0:
         report.errors.append(f"cannot read the state of stack {stack}: {proc.stderr.strip()[-500:]}")
@@ -108,7 +119,10 @@ def host_drift(root: Path, pulumi: Pulumi, stack: str, report: DriftReport, prog
         if r["urn"].rsplit("::", 1)[-1].startswith("configure-") and "playbook" in r.get("outputs", {})
     }
     missing = {d.name for d in report.drift}  # hosts whose machine pulumi already reports gone
-    for stage in (s for s in STAGES if s in runs):
+    wanted = [s for s in STAGES if s in runs] if stages is None else [s for s in STAGES if s in stages]
+    for stage in (s for s in wanted if s not in runs):
+        report.errors.append(f"{stage}: stack {stack} never applied this stage: nothing to compare with")
+    for stage in (s for s in wanted if s in runs):
         progress(f"checking stage {stage} (check mode)")
         applied = runs[stage]
         result = run_playbook(
@@ -131,9 +145,19 @@ def host_drift(root: Path, pulumi: Pulumi, stack: str, report: DriftReport, prog
             report.errors.append(f"{stage}: {failure.host}: {failure.task}: {failure.message}")
 
 
-def check(root: Path, pulumi: Pulumi, stack: str, progress: Callable[[str], None] = lambda _: None) -> DriftReport:
+def check(
+    root: Path,
+    pulumi: Pulumi,
+    stack: str,
+    progress: Callable[[str], None] = lambda _: None,
+    only: Collection[str] | None = None,
+) -> DriftReport:
+    """Every source, or only those in `only` (names from SOURCES)."""
     report = DriftReport(stack)
-    progress("pulumi preview --refresh --expect-no-changes")
-    resource_drift(pulumi, stack, report)
-    host_drift(root, pulumi, stack, report, progress)
+    if only is None or "pulumi" in only:
+        progress("pulumi preview --refresh --expect-no-changes")
+        resource_drift(pulumi, stack, report)
+    stages = None if only is None else [s for s in only if s in STAGES]
+    if stages is None or stages:
+        host_drift(root, pulumi, stack, report, progress, stages)
     return report

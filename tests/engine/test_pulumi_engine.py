@@ -102,7 +102,8 @@ def test_up_secrets_idempotence_and_destroy(engine: Engine):
         state = json.loads(engine.run("stack", "export", "--stack", stack).stdout)
         resources = state["deployment"]["resources"]
         secrets = [r for r in resources if "purpose" in r.get("outputs", {})]
-        assert len(secrets) == 2 + 3 * 3  # etcd root, GNS agent, three per cell
+        # etcd root, GNS agent, the Kubernetes service-account and encryption keys, three per cell.
+        assert len(secrets) == 2 + 2 + 3 * 3
         for r in secrets:
             # Stored encrypted: the secret signature with ciphertext, never the plaintext value.
             assert set(r["outputs"]["secret"]) == {"4dabf18193072939515e22adb298388d", "ciphertext"}, r["outputs"]

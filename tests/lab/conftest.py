@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,18 @@ class Lab:
         self.pulumi("up", "--yes", "--non-interactive", *[arg for u in urns for arg in ("--replace", u)])
         configured = json.loads(self.pulumi("stack", "output", "configured", "--json").stdout)
         return {s: configured[s] for s in stages}
+
+    def in_core(self, script: str, *args: str) -> Any:
+        """Run a Python snippet inside the stack's core namespace (where the DCs are reachable); it prints JSON."""
+        proc = subprocess.run(
+            ["ip", "netns", "exec", self.outputs["lab"]["core_ns"], sys.executable, "-c", script, *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout)
 
     def ssh(self, host: str, command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         """`command` on `host`, with `stdin` as its input: a secret goes there, never into `command` (which `ps`

@@ -7,8 +7,6 @@ Expectations come from the topology (through the same platform variables the pla
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -20,7 +18,6 @@ from hivestack.engines import engine_for
 from hivestack.topology.model import Role
 from hivestack.topology.ports import BY_NAME
 from hivestack.topology.trust import GATEWAY
-from tests.conftest import ROOT
 
 pytestmark = pytest.mark.lab
 DEADLINE_S = 90
@@ -49,19 +46,6 @@ def engine(platform):
     return engine_for(platform["hivestack_db_engine"])
 
 
-def in_core(lab, script: str, *args: str) -> Any:
-    """Run a Python snippet inside the stack's core namespace (where the DCs are reachable); it prints JSON."""
-    proc = subprocess.run(
-        ["ip", "netns", "exec", lab.outputs["lab"]["core_ns"], sys.executable, "-c", script, *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
-
-
 REQUESTS = """
 import json, ssl, sys, time, urllib.request, urllib.error
 out = []
@@ -81,7 +65,7 @@ print(json.dumps(out))
 
 def post_all(lab, calls: list[tuple[str, dict | None]]) -> list[tuple[int, dict, float]]:
     """(status, JSON body, seconds) per request, sent in order from the core namespace, over verified HTTPS."""
-    return [tuple(r) for r in in_core(lab, REQUESTS, json.dumps(calls), lab.outputs["ca_certs"][GATEWAY])]
+    return [tuple(r) for r in lab.in_core(REQUESTS, json.dumps(calls), lab.outputs["ca_certs"][GATEWAY])]
 
 
 def gateway_url(gateway: dict) -> str:
@@ -305,7 +289,7 @@ print(json.dumps(out))
 def test_plain_http_to_a_gateway_is_refused(lab, platform):
     ports = [BY_NAME["gateway-https"].port, OLD_HTTP_PORT]
     for gateway in platform["hivestack_gateways"]:
-        for port, (status, detail) in in_core(lab, PLAIN_HTTP, gateway["address"], json.dumps(ports)).items():
+        for port, (status, detail) in lab.in_core(PLAIN_HTTP, gateway["address"], json.dumps(ports)).items():
             # No answer in plain HTTP (the front door speaks only TLS, and no HTTP port is open), at most a redirect.
             redirected = status == 301 and str(detail).startswith("https://")
             assert status is None or redirected, (gateway["name"], port, status, detail)
@@ -428,8 +412,7 @@ def test_all_dcs_serve_writes_at_the_same_time(lab, platform, tmp_path):
         "import sys, runpy; sys.argv = ['load'] + sys.argv[1:]; "
         "runpy.run_module('hivestack.ledger.load', run_name='__main__')"
     )
-    summary = in_core(
-        lab,
+    summary = lab.in_core(
         script,
         *[arg for t in targets for arg in ("--target", t)],
         "--ca-file",
@@ -493,11 +476,6 @@ def test_moving_a_range_in_etcd_reroutes_every_gateway_without_a_reload(lab, rem
     assert pids == {
         g["name"]: remote[g["name"]].check_output("systemctl show -p MainPID --value haproxy") for g in gateways
     }, "HAProxy was restarted"
-
-
-def test_running_the_cell_stages_again_changes_nothing(lab):
-    stages = ("database", "gateway", "ledger")
-    assert lab.rerun_stages(*stages) == dict.fromkeys(stages, 0)
 
 
 def drain(remote, member, on: bool) -> None:

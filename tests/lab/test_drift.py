@@ -1,5 +1,5 @@
-"""`hivestack drift` on the lab: clean when nothing changed; a hand-edited file, a stopped service and a host gone
-are each found and named; exit codes 0 / 1 as docs/conventions.md defines them."""
+"""`hivestack drift` on the lab: clean when nothing changed; a hand-edited file, a stopped service, a node label
+changed by hand and a host gone are each found and named; exit codes 0 / 1 as docs/conventions.md defines them."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import xml.etree.ElementTree as ET
 import pytest
 import testinfra
 
+from hivestack.ansible.platform_vars import platform_vars
+from hivestack.drift import SOURCES
 from hivestack.lab import hosts
 from hivestack.topology.model import Role
 from tests.lab.conftest import pulumi
 
 pytestmark = pytest.mark.lab
+# On a control host, with the identity the roles themselves apply the platform's objects with.
+KUBECTL = "/usr/local/lib/hivestack/kube/bin/kubectl --kubeconfig=/etc/hivestack/kube/apiserver/admin.kubeconfig"
 
 
 def drift(lab, *args: str) -> tuple[int, dict]:
@@ -22,9 +26,9 @@ def drift(lab, *args: str) -> tuple[int, dict]:
     return proc.returncode, json.loads(proc.stdout)
 
 
-def test_drift_names_an_edited_file_and_a_stopped_service_and_is_clean_otherwise(lab, tmp_path):
-    # One clean run, after the hand-made changes are undone, proves "clean otherwise" (each run checks every stage
-    # and takes minutes on these 2 cores: there is no second one before the edits).
+def test_drift_names_an_edited_file_a_stopped_service_and_a_relabelled_node_and_is_clean_otherwise(lab, tmp_path):
+    # Each stage's check takes minutes on these 2 cores: the hand-made changes are looked for only in the stages
+    # that own them, and one whole run after they are undone proves "clean otherwise" (none before the edits).
     edges = [h for h in lab.topology.placement.hosts if Role.gateway in h.roles and Role.app in h.roles]
     edited, stopped = edges[0], edges[1]
     cell = lab.topology.topology.cells[0].name
@@ -32,27 +36,40 @@ def test_drift_names_an_edited_file_and_a_stopped_service_and_is_clean_otherwise
               for h in (edited, stopped)}  # fmt: skip
     remote[edited.name].check_output("echo '# edited by hand' >> /etc/haproxy/haproxy.cfg")
     remote[stopped.name].check_output(f"systemctl stop hivestack-ledger@{cell}")
+    node = lab.topology.placement.simulated_nodes[0]
+    keeper = platform_vars(lab.topology)["hivestack_kwok_hosts"][node.dc]  # registers that DC's nodes
+
+    def relabel(pool: str) -> None:
+        proc = lab.ssh(keeper, f"{KUBECTL} label node {node.name} hivestack.io/pool={pool} --overwrite")
+        assert proc.returncode == 0, proc.stderr
+
+    relabel("changed-by-hand")
     try:
         junit = tmp_path / "drift.xml"
-        rc, report = drift(lab, "--junit", str(junit))
+        rc, report = drift(lab, "--junit", str(junit), "--only", "gateway", "--only", "ledger", "--only", "kubernetes")
+        assert report["checked"] == ["gateway", "ledger", "kubernetes"], report["checked"]
         found = {(d["source"], d["name"], d["detail"].split(" (")[0]) for d in report["drift"]}
         assert rc == 1 and report["status"] == "drifted"
         assert ("gateway", edited.name, "Write HAProxy's configuration") in found, found
         assert any(d["source"] == "gateway" and "/etc/haproxy/haproxy.cfg" in d["detail"] for d in report["drift"])
         assert ("ledger", stopped.name, "Run one ledger per cell") in found, found
-        assert ET.parse(junit).getroot().get("failures") == "2"
+        assert ("kubernetes", keeper, "Differs from nodes.yaml") in found, found
+        assert any(d["source"] == "kubernetes" and d["detail"].endswith(f"Node..{node.name})") for d in report["drift"])
+        assert ET.parse(junit).getroot().get("failures") == "3"
     finally:
         remote[edited.name].check_output("sed -i '/^# edited by hand$/d' /etc/haproxy/haproxy.cfg")
         remote[stopped.name].check_output(f"systemctl start hivestack-ledger@{cell}")
+        relabel(node.pool)
     rc, report = drift(lab)
     assert (rc, report["status"], report["drift"]) == (0, "clean", []), report
+    assert report["checked"] == list(SOURCES), report["checked"]
 
 
 def test_drift_names_a_host_that_is_gone(lab):
     host = next(h.name for h in lab.topology.placement.hosts if Role.k8s_worker in h.roles)
     hosts.stop(lab.names, host)
     try:
-        rc, report = drift(lab)
+        rc, report = drift(lab, "--only", "pulumi")  # the stages' view of a gone host is a unit test
         assert rc == 1 and {"source": "pulumi", "name": f"{host}-machine", "detail": "create"} in report["drift"]
     finally:
         # --refresh: drift's preview refreshed only in memory, so the state still lists the host as running.

@@ -27,7 +27,9 @@ def test_second_stack_beside_the_first_then_clean(lab):
     before = leftovers(peer)
     up = subprocess.run([str(HIVESTACK), "lab", "up", "--stack", PEER], capture_output=True, text=True)
     try:
-        assert up.returncode == 0, up.stdout[-4000:] + up.stderr
+        # Pulumi's diagnostics come before the outputs, which fill the tail of stdout: the error lines first.
+        errors = "\n".join(line for line in up.stdout.splitlines() if "error" in line.lower())
+        assert up.returncode == 0, f"{errors}\n{up.stdout[-4000:]}{up.stderr}"
         address = lab.address("c-edge-1")
         # The same address answers in both stacks, each from its own host.
         assert sshd_banner(lab.names, address).startswith(b"SSH-")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from hivestack import drift
-from hivestack.ansible.runner import DriftItem, Failure, PlaybookResult
+from hivestack.ansible.runner import DriftItem, Failure, PlaybookResult, _changes
+from hivestack.cli.main import main
 
 pytestmark = pytest.mark.unit
 
@@ -96,3 +97,50 @@ def test_junit_has_a_case_per_source_and_fails_the_drifted_ones():
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "1", "1")
     failed = [c.get("name") for c in suite if c.find("failure") is not None]
     assert failed == ["ledger"] and "a-edge-1: Run one ledger per cell" in suite.find("testcase/failure").text
+
+
+def test_a_changed_loop_over_objects_names_each_object_that_changed():
+    # What a check-mode loop over drifted Kubernetes objects returns: no file, no path, one label per object.
+    result = {
+        "changed": True,
+        "results": [
+            {"changed": True, "item": "v1.Node..lab-a-arm-1", "ansible_loop_var": "item"},
+            {"changed": False, "item": "v1.Node..lab-a-arm-2", "ansible_loop_var": "item"},
+            {"changed": True, "object": "apps.v1.Deployment.cell-a.app", "ansible_loop_var": "object"},
+        ],
+    }
+    assert _changes(result) == ["v1.Node..lab-a-arm-1", "apps.v1.Deployment.cell-a.app"]
+
+
+def test_only_pulumi_neither_reads_the_state_nor_runs_a_stage(monkeypatch):
+    calls = []
+
+    def pulumi(*args: str, **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(args[0])
+        return fake_pulumi(json.dumps(PREVIEW))(*args)
+
+    monkeypatch.setattr(drift, "run_playbook", lambda *a, **k: pytest.fail("a stage ran"))
+    report = drift.check(Path("."), pulumi, "lab", only=["pulumi"])
+    assert calls == ["preview"] and report.checked == ["pulumi"]
+
+
+def test_only_some_stages_skips_the_preview_and_names_a_stage_never_applied(monkeypatch):
+    export = {"deployment": {"resources": [{"urn": "urn:x::y::configure-gateway", "outputs": {
+        "playbook": "gateway.yml", "inventory": {}, "secret_vars": {}}}]}}  # fmt: skip
+    ran = []
+
+    def fake_run(root, playbook, *_: object, **__: object) -> PlaybookResult:
+        ran.append(playbook)
+        return PlaybookResult(playbook, 0, "successful", {}, 1.0, [], {})
+
+    monkeypatch.setattr(drift, "run_playbook", fake_run)
+    report = drift.check(Path("."), fake_pulumi("not json", export), "lab", only=["ledger", "gateway"])
+    assert ran == ["gateway.yml"] and report.checked == ["gateway"]
+    assert report.errors == ["ledger: stack lab never applied this stage: nothing to compare with"]
+    assert report.status == drift.CANNOT_CHECK
+
+
+def test_only_names_a_known_source(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["drift", "--only", "etdc"])
+    assert stopped.value.code == 2 and "invalid choice: 'etdc'" in capsys.readouterr().err

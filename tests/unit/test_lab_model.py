@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from hivestack.ansible.inventory import build, group
+from hivestack.lab import hosts
 from hivestack.lab.names import LabNames
 from hivestack.lab.providers import LabHostProvider, LabNetworkProvider
 from hivestack.topology import load_topology
@@ -83,3 +86,21 @@ def test_inventory_groups_per_dc_role_pool_cell():
     for host_vars in inv["_meta"]["hostvars"].values():
         ssh = [rule for rule in host_vars["hivestack_firewall_allow"] if rule["service"] == "ssh"]
         assert ssh == [{"service": "ssh", "ports": [22], "sources": ["100.64.0.1/32"]}]
+
+
+def test_a_boot_probe_that_times_out_counts_as_no_answer_yet(monkeypatch, tmp_path):
+    """On a machine busy with another stack, `nc` may not even start within its 5 s: the host is waited for."""
+    answers = iter([subprocess.TimeoutExpired("nc", 5), subprocess.CompletedProcess([], 0, b"SSH-2.0-OpenSSH\r\n")])
+
+    def probe(*_: object, **__: object) -> subprocess.CompletedProcess[bytes]:
+        answer = next(answers)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(hosts.subprocess, "run", probe)
+    monkeypatch.setattr(hosts, "_started_process_state", lambda *_: (True, None))
+    monkeypatch.setattr(hosts, "cgroup_pids", lambda *_: [])
+    monkeypatch.setattr(hosts.time, "sleep", lambda _: None)
+    assert hosts.wait_ready(["true"], LabNames("unit"), tmp_path, "a-edge-1", "10.80.1.10") >= 0
+    assert next(answers, None) is None  # both probes were made

@@ -128,6 +128,61 @@ def _stage_secrets_unmarked(rs: Resources) -> None:
     next(r for r in rs if r.name == "configure-database").secret_outputs = []
 
 
+def cell_app(cell: str, replicas: int = 3) -> Resources:
+    """A cell's application tier as the workload rules want it: spread over the DCs, pinned to arm64, a budget."""
+    labels = {"app.kubernetes.io/name": "cell-app", "hivestack.io/cell": cell}
+    pod = {
+        "containers": [{"name": "app", "image": "cell-app:1"}],
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+             "nodeTaintsPolicy": "Honor", "labelSelector": {"matchLabels": labels}}
+        ],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}]}]}}},
+    }  # fmt: skip
+    meta = {"name": "cell-app", "namespace": cell}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+                  "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                           "template": {"metadata": {"labels": labels}, "spec": pod}}}  # fmt: skip
+    budget = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
+              "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}}  # fmt: skip
+    return [
+        SimpleNamespace(resource_type=t, name=f"{cell}-{kind}", props=obj, urn=f"urn:{t}:{cell}", secret_outputs=[])
+        for t, kind, obj in (
+            ("kubernetes:apps/v1:Deployment", "deployment", deployment),
+            ("kubernetes:policy/v1:PodDisruptionBudget", "pdb", budget),
+        )
+    ]
+
+
+def _pod_spec(rs: Resources, cell: str = "cell-a") -> dict[str, Any]:
+    rs.extend(cell_app(cell))
+    return find(rs, "kubernetes:apps/v1:Deployment", f"{cell}-deployment")["spec"]["template"]["spec"]
+
+
+def _spread_ignores_taints(rs: Resources) -> None:
+    del _pod_spec(rs)["topologySpreadConstraints"][0]["nodeTaintsPolicy"]
+
+
+def _two_replicas(rs: Resources) -> None:
+    rs.extend(cell_app("cell-a", replicas=2))
+
+
+def _pinned_to_amd64(rs: Resources) -> None:
+    # The lab's only amd64 workers are in dc-b: such a workload could never leave it.
+    _pod_spec(rs)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"
+    ][0]["values"] = ["amd64"]
+
+
+def _no_budget(rs: Resources) -> None:
+    rs.extend(r for r in cell_app("cell-b") if r.resource_type != "kubernetes:policy/v1:PodDisruptionBudget")
+
+
+def _any_arch(rs: Resources) -> None:
+    del _pod_spec(rs, "cell-c")["affinity"]
+
+
 CASES: list[tuple[str, Callable[[Resources], None], str]] = [
     ("quorum-no-dc-majority", _etcd_majority, "dc-a holds 2 of etcd's 3 members"),
     ("cell-spans-three-dcs", _short_cell, "cell cell-a has members in 2 same-city DC(s)"),
@@ -145,6 +200,15 @@ CASES: list[tuple[str, Callable[[Resources], None], str]] = [
         _stage_secrets_unmarked,
         "configure-database: property 'secret_vars' holds a secret but is not marked secret",
     ),
+    ("workload-spread-over-dcs", _spread_ignores_taints, "cell-a/cell-app: its spread on topology.kubernetes.io/zone"),
+    ("workload-spread-over-dcs", _two_replicas, "cell-a/cell-app: 2 replica(s) cannot be in 3 DCs"),
+    (
+        "workload-spread-over-dcs",
+        _pinned_to_amd64,
+        "cell-a/cell-app: the nodes of arch amd64 it may run on are in 1 DC(s) ['dc-b'], not 3",
+    ),
+    ("pdb-for-multi-replica", _no_budget, "cell-b/cell-app: 3 replicas and no PodDisruptionBudget selects its pods"),
+    ("arm64-affinity", _any_arch, "cell-c/cell-app: not pinned to arm64 nodes"),
 ]
 
 
@@ -155,6 +219,14 @@ def test_every_policy_has_a_failing_case():
 @pytest.mark.parametrize("name", sorted({p.name for p in POLICIES}))
 def test_policy_passes_on_lab(name: str, lab_resources: Resources):
     assert violations(name, copy.deepcopy(lab_resources)) == []
+
+
+@pytest.mark.parametrize("name", ["workload-spread-over-dcs", "pdb-for-multi-replica", "arm64-affinity"])
+def test_workload_policy_passes_on_every_cell_app_done_right(name: str, lab_resources: Resources):
+    resources = copy.deepcopy(lab_resources)
+    for cell in ("cell-a", "cell-b", "cell-c"):
+        resources.extend(cell_app(cell))
+    assert violations(name, resources) == []
 
 
 def test_the_lab_gives_the_secrets_policy_something_to_check(lab_resources: Resources):

@@ -104,13 +104,23 @@ def test_sample_counts_quorum_placement_and_firewall():
             if rule["port"] in sensitive_ports():
                 assert rule["from_cidrs"] == []
         secrets = [p for t, _, p in mocks.resources if t == "pulumi-python:dynamic:Resource"]
-        # etcd root, GNS agent, three per cell, and a CA per trust domain: etcd peers, etcd clients, the gateways'
-        # front door, the ledgers, and each cell's database.
-        assert len(secrets) == 2 + 3 * len(topology.cells) + 4 + len(topology.cells)
+        # etcd root, GNS agent, three per cell, Kubernetes' signing and encryption keys, and a CA per trust domain:
+        # etcd peers, etcd clients, the gateways' front door, the ledgers, each cell's database, and Kubernetes'
+        # etcd peers, etcd clients and API.
+        assert len(secrets) == 2 + 3 * len(topology.cells) + 2 + 4 + len(topology.cells) + 3
         authorities = {p["name"] for p in secrets if "subjects" in p}
-        assert authorities == {"tls-etcd-peer", "tls-etcd-client", "tls-gateway", "tls-ledger"} | {
-            f"tls-db-{c['name']}" for c in cells
-        }
+        assert authorities == {
+            "tls-etcd-peer",
+            "tls-etcd-client",
+            "tls-gateway",
+            "tls-ledger",
+            "tls-k8s-etcd-peer",
+            "tls-k8s-etcd-client",
+            "tls-kube-api",
+        } | {f"tls-db-{c['name']}" for c in cells}
+        kinds = {p["purpose"]: p["kind"] for p in secrets if "kind" in p}
+        assert kinds["Kubernetes service-account signing key"] == "ec-p256-key"
+        assert set(kinds.values()) == {"token", "ec-p256-key"}
 
     return registered.apply(check)
 

@@ -26,10 +26,21 @@ from hivestack.topology.trust import (
     ETCD_CLIENT,
     ETCD_PEER,
     GATEWAY,
+    K8S_ETCD_CLIENT,
+    K8S_ETCD_PEER,
+    KUBE_ADMIN,
+    KUBE_API,
+    KUBE_CONTROLLER_MANAGER,
+    KUBE_KWOK,
+    KUBE_OPERATOR_ID,
+    KUBE_SCHEDULER,
+    KUBE_SERVICE_IP,
     LEDGER,
     Usage,
+    _kube_domains,
     cell_db_name,
     db_domain,
+    kube_api_name,
     subject_id,
     trust_domains,
 )
@@ -88,13 +99,47 @@ def test_each_role_gets_the_identities_its_services_present():
         assert ids(db_domain(cell.name)) == {
             subject_id(h, purpose) for h in members for purpose in ("replication", "sql", "health")
         }
-    assert set(DOMAINS) == {ETCD_PEER, ETCD_CLIENT, GATEWAY, LEDGER} | {
+    assert ids(K8S_ETCD_PEER) == of(Role.k8s_control, "member")
+    assert ids(K8S_ETCD_CLIENT) == of(Role.k8s_control, "server") | of(Role.k8s_control, "apiserver") | of(
+        Role.k8s_control, "admin"
+    )
+    control_users = {"api", "controller-manager", "scheduler", "kwok", "admin"}
+    assert ids(KUBE_API) == set().union(*(of(Role.k8s_control, p) for p in control_users)) | of(
+        Role.gateway, "health"
+    ) | {KUBE_OPERATOR_ID}
+    assert set(DOMAINS) == {ETCD_PEER, ETCD_CLIENT, GATEWAY, LEDGER, K8S_ETCD_PEER, K8S_ETCD_CLIENT, KUBE_API} | {
         db_domain(c.name) for c in LOADED.topology.cells
     }
 
 
+def test_kubernetes_domains_only_with_a_control_plane():
+    gateways = list(LOADED.placement.by_role(Role.gateway))
+    assert _kube_domains(LOADED.topology.name, [], gateways) == []
+
+
+def test_kubernetes_clients_carry_the_user_and_groups_rbac_grants():
+    by_id = {s.id: s for s in DOMAINS[KUBE_API].subjects}
+    for h in LOADED.placement.by_role(Role.k8s_control):
+        for user in (KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KUBE_KWOK, KUBE_ADMIN):
+            s = by_id[subject_id(h.name, user.purpose)]
+            assert (s.common_name, s.organizations, s.usage) == (user.user, user.groups, Usage.client)
+        api = by_id[subject_id(h.name, "api")]
+        assert api.usage is Usage.server
+        assert kube_api_name(LOADED.topology.name) in api.dns and "kubernetes.default.svc" in api.dns
+        assert api.ips == (str(h.address), KUBE_SERVICE_IP)
+    operator = by_id[KUBE_OPERATOR_ID]
+    assert (operator.common_name, operator.organizations) == ("hivestack:operator", ("hivestack:operators",))
+    assert "system:masters" not in operator.organizations
+
+
+def test_organizations_become_o_attributes(issued):
+    cert = load(issued[KUBE_API]["certs"][KUBE_OPERATOR_ID]["cert"])
+    assert [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] == ["hivestack:operators"]
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "hivestack:operator"
+
+
 def test_every_identity_names_its_host_only_and_carries_one_usage():
-    for domain in DOMAINS.values():
+    for domain in (d for name, d in DOMAINS.items() if name != KUBE_API):  # Kubernetes' clients: the test above
         for s in domain.subjects:
             host, purpose = s.id.split("/")
             assert s.ips == (str(HOSTS[host].address),), s
@@ -102,7 +147,7 @@ def test_every_identity_names_its_host_only_and_carries_one_usage():
             assert s.dns == (host, *extra), s
             assert "localhost" not in s.dns and "127.0.0.1" not in s.ips
             peer_link = purpose in ("member", "replication")
-            client = purpose in ("admin", "gns", "gateway")
+            client = purpose in ("admin", "gns", "gateway", "apiserver")
             assert s.usage is (Usage.peer if peer_link else Usage.client if client else Usage.server), s
             # etcd takes a client certificate's CN as the user when no password is sent: never one of its users.
             assert s.common_name == (f"{purpose}@{host}" if client else host)

@@ -10,7 +10,7 @@ from hivestack.topology import LoadedTopology
 from hivestack.topology.model import Role
 from hivestack.topology.placement import Host
 from hivestack.topology.ports import SERVICES, SSH_PORT, cell_ports, host_ports
-from hivestack.topology.trust import cell_db_name
+from hivestack.topology.trust import KUBE_KWOK, KUBE_OPERATOR, KUBE_SERVICE_CIDR, cell_db_name, kube_api_name
 
 # The database engine behind the seam (src/hivestack/engines); one per platform for now.
 DB_ENGINE = "galera"
@@ -18,6 +18,13 @@ DB_ENGINE = "galera"
 
 def _endpoint(host: Host) -> dict[str, str]:
     return {"name": host.name, "dc": host.dc, "address": str(host.address)}
+
+
+def _kwok_hosts(control: list[Host]) -> dict[str, str]:
+    hosts: dict[str, str] = {}
+    for host in control:
+        hosts.setdefault(host.dc, host.name)
+    return hosts
 
 
 def platform_vars(loaded: LoadedTopology) -> dict[str, Any]:
@@ -49,6 +56,17 @@ def platform_vars(loaded: LoadedTopology) -> dict[str, Any]:
         "hivestack_etcd_members": [_endpoint(h) for h in same_city if Role.etcd in h.roles],
         "hivestack_gateways": [_endpoint(h) for h in same_city if Role.gateway in h.roles],
         "hivestack_apps": [_endpoint(h) for h in same_city if Role.app in h.roles],
+        # The Kubernetes control plane: one etcd member, API server, controller-manager and scheduler per host.
+        "hivestack_k8s_control": [_endpoint(h) for h in same_city if Role.k8s_control in h.roles],
+        # Each DC's kwok controller runs on the first k8s-control host of that DC: two would fight over its nodes.
+        "hivestack_kwok_hosts": _kwok_hosts([h for h in same_city if Role.k8s_control in h.roles]),
+        # The names RBAC and the certificates share (hivestack.topology.trust): one source for both.
+        "hivestack_kube": {
+            "api_name": kube_api_name(topology.name),
+            "service_cidr": KUBE_SERVICE_CIDR,
+            "operator_group": KUBE_OPERATOR.groups[0],
+            "kwok_user": KUBE_KWOK.user,
+        },
         # Kubernetes nodes of simulated pools: not inventory hosts (no server, no SSH); the kwok controller of each
         # DC registers and heartbeats the entries of its own DC.
         "hivestack_simulated_nodes": [
@@ -99,5 +117,7 @@ def firewall_allow(loaded: LoadedTopology, host: Host, lab_mgmt: str | None = No
             if service.public
             else [str(a) for a in sorted({h.address for h in hosts if service.clients & set(h.roles)})]
         )
+        if service.management:
+            sources += [s for s in ssh_sources(loaded, lab_mgmt) if s not in sources]
         allow.append({"service": service.name, "ports": ports, "sources": sources})
     return allow

@@ -210,7 +210,8 @@ def _message(res: Mapping[str, Any]) -> str:
 
 
 def _changes(res: Mapping[str, Any]) -> list[str]:
-    """What a changed result touches: the diff's headers (the file on the host), else the module's path or name."""
+    """What a changed result touches: the diff's headers (the file on the host), else the module's path or name,
+    else the loop item's label."""
     found: list[str] = []
     diffs = res.get("diff")
     for diff in diffs if isinstance(diffs, list) else [diffs]:
@@ -220,7 +221,9 @@ def _changes(res: Mapping[str, Any]) -> list[str]:
             found.extend([h for h in headers if not _is_temporary(h)][:1])
     if not found:
         args = (res.get("invocation") or {}).get("module_args") or {}
-        for value in (res.get("path"), res.get("dest"), args.get("path"), args.get("dest"), args.get("name")):
+        # Last, a loop item's label: what a loop over drifted objects (not files) names.
+        label = res.get("_ansible_item_label", res.get(str(res.get("ansible_loop_var", "item"))))
+        for value in (res.get("path"), res.get("dest"), args.get("path"), args.get("dest"), args.get("name"), label):
             if value:
                 found.append(value if isinstance(value, str) else json.dumps(value, default=str))
                 break

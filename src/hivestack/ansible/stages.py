@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,22 @@ from hivestack.ansible.playbook import PlaybookRun, PlaybookRunArgs
 from hivestack.topology import LoadedTopology
 
 # Each stage needs the ones before it: the base and TLS, then etcd (GNS lives there), the cells' databases, the
-# gateways (which route to databases and watch etcd), and the ledger behind the gateways.
-STAGES = ("common", "etcd", "database", "gateway", "ledger")
+# gateways (which route to databases and watch etcd, and front the Kubernetes API), the ledger behind the gateways,
+# and the Kubernetes control plane with its simulated nodes.
+STAGES = ("common", "etcd", "database", "gateway", "ledger", "kubernetes")
+# Stages that copy a binary the project builds: the pinned inputs of that build are part of what they depend on,
+# so a new pin reaches the hosts on the next `up`.
+BUILT_TOOLS = {"kubernetes": "tools/kubernetes"}
+
+
+def tools_digest(root: Path, wrapper: str) -> str:
+    """sha256 over a tool wrapper's pinned inputs (go.mod, go.sum, its Go files), as tools/cached-go-build.sh
+    keys them."""
+    digest = hashlib.sha256()
+    base = root / wrapper
+    for path in sorted([base / "go.mod", base / "go.sum", *base.glob("*.go")]):
+        digest.update(f"{path.name}\0".encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 def configure_hosts(
@@ -38,7 +53,7 @@ def configure_hosts(
                 playbook=f"{stage}.yml",
                 inventory=inventory,
                 secret_vars={"hivestack_secrets": secrets},
-                triggers=triggers,
+                triggers=[*triggers, *([tools_digest(root, BUILT_TOOLS[stage])] if stage in BUILT_TOOLS else [])],
             ),
             pulumi.ResourceOptions(depends_on=[*depends_on, *runs[-1:]]),
         )

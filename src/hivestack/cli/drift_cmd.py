@@ -21,13 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stack", default=DEFAULT_STACK, help=f"stack to check (default: {DEFAULT_STACK})")
     p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write a JUnit XML report for CI")
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=drift.SOURCES,
+        metavar="SOURCE",
+        help=f"check only this source (repeatable; default: all of {', '.join(drift.SOURCES)})",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     project.stack_config(args.stack)  # an unknown stack is a usage error, before anything runs
     progress = (lambda _: None) if args.json else (lambda msg: err.print(f"[dim]{msg}[/dim]"))
-    report = drift.check(project.root(), partial(project.pulumi, capture=True), args.stack, progress)
+    report = drift.check(project.root(), partial(project.pulumi, capture=True), args.stack, progress, args.only)
     if args.junit:
         args.junit.write_text(report.to_junit())
     if args.json:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from hivestack.cli import drift_cmd, drill_cmd, lab_cmd, plan_cmd, topology_cmd
+from hivestack.cli import drift_cmd, drill_cmd, kube_cmd, lab_cmd, plan_cmd, topology_cmd
 from hivestack.cli.errors import CANNOT_RUN, CannotRun
 from hivestack.topology.printable import printable
 
@@ -22,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     lab_cmd.register(sub)
     drift_cmd.register(sub)
     drill_cmd.register(sub)
+    kube_cmd.register(sub)
     return p
 
 

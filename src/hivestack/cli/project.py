@@ -56,6 +56,14 @@ def stack_outputs(stack: str) -> dict[str, Any]:
     return json.loads(proc.stdout or "{}")
 
 
+def stack_secret_output(stack: str, name: str) -> str:
+    """One output in plain text, secret or not: for writing to a 0600 file, never to print."""
+    proc = pulumi("stack", "output", "--show-secrets", "--stack", stack, name, capture=True)
+    if proc.returncode != 0:
+        raise CannotRun(f"cannot read output {name!r} of stack {stack!r}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
 @dataclass(frozen=True)
 class StaleLock:
     path: Path

@@ -1,4 +1,5 @@
-"""The whole platform of one topology: data centers, pools, hosts, cells, firewall rules, generated secrets."""
+"""The whole platform of one topology: data centers, pools, hosts, cells, firewall rules, generated secrets, and
+the operator's way into Kubernetes when the topology has a control plane."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from hivestack.components.datacenter import DataCenter, ServerPool
 from hivestack.components.declared import Declared
 from hivestack.components.firewall import FirewallRule
 from hivestack.components.host import BareMetal, Host, HostBackend
-from hivestack.components.secret import GeneratedSecret
+from hivestack.components.kubeconfig import operator_kubeconfig
+from hivestack.components.secret import GeneratedSecret, SecretKind, public_key_pem
 from hivestack.components.tls import TlsAuthority
 from hivestack.topology import Host as HostModel
 from hivestack.topology import LoadedTopology
+from hivestack.topology.model import Role
 from hivestack.topology.ports import SERVICES
-from hivestack.topology.trust import trust_domains
+from hivestack.topology.trust import KUBE_API, trust_domains
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,20 @@ class Platform(Declared):
                 for use in ("admin", "app", "sst")
             },
         }
+        self.kubernetes = any(Role.k8s_control in h.roles for h in placement.hosts)
+        if self.kubernetes:
+            self.secrets["kube-service-account"] = GeneratedSecret(
+                "kube-service-account",
+                "Kubernetes service-account signing key",
+                kind=SecretKind.ec_p256_key,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.secrets["kube-encryption"] = GeneratedSecret(
+                "kube-encryption",
+                "Kubernetes Secrets encryption at rest (secretbox, 32 bytes)",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self._topology = args.topology
 
         # One CA per trust domain (hivestack.topology.trust): each role's peers accept that role's certificates only.
         self.tls: dict[str, TlsAuthority] = {
@@ -96,13 +113,38 @@ class Platform(Declared):
                     cell: {use: self.secrets[f"{cell}-{use}"].secret for use in ("admin", "app", "sst")}
                     for cell in self.cells
                 },
+                kube={
+                    key: self.secrets[name].secret
+                    for key, name in (
+                        ("kube_service_account_key", "kube-service-account"),
+                        ("kube_encryption_key", "kube-encryption"),
+                    )
+                    if name in self.secrets
+                },
             ).apply(
                 lambda v: {
                     "tls": v["tls"],  # domain -> {"ca_cert", "certs": "<host>/<purpose>" -> {"cert", "key"}}
                     "etcd_root_password": v["etcd_root"],
                     "gns_agent_password": v["gns_agent"],
                     "cells": v["cells"],
+                    **v["kube"],
+                    **(
+                        {"kube_service_account_public_key": public_key_pem(v["kube"]["kube_service_account_key"])}
+                        if v["kube"].get("kube_service_account_key")  # absent without a control plane, None under mocks
+                        else {}
+                    ),
                 }
+            )
+        )
+
+    def operator_kubeconfig(self) -> pulumi.Output[str] | None:
+        """The operator's kubeconfig (a secret, hivestack.components.kubeconfig); None without a control plane."""
+        if not self.kubernetes:
+            return None
+        authority = self.tls[KUBE_API]
+        return pulumi.Output.secret(
+            pulumi.Output.all(authority.ca_cert, authority.certs).apply(
+                lambda v: operator_kubeconfig(self._topology, ca_cert=v[0], certs=v[1])
             )
         )
 

@@ -41,6 +41,7 @@ def _subjects(value: Any) -> dict[str, dict[str, Any]]:
             "dns": [str(n) for n in s.get("dns") or []],
             "ips": [str(a) for a in s.get("ips") or []],
             "usage": str(s["usage"]),
+            "organizations": [str(o) for o in s.get("organizations") or []],
         }
         for s in value or []
     }
@@ -97,7 +98,8 @@ def make_ca(common_name: str) -> tuple[str, str]:
 
 
 def issue(ca_cert_pem: str, ca_key_pem: str, subject: Mapping[str, Any]) -> dict[str, str]:
-    """A certificate valid for 2 years with the subject's names and one usage: {"cert": PEM, "key": PEM}."""
+    """A certificate valid for 2 years with the subject's names, organizations (Kubernetes groups) and one usage:
+    {"cert": PEM, "key": PEM}."""
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
     ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
@@ -110,7 +112,14 @@ def issue(ca_cert_pem: str, ca_key_pem: str, subject: Mapping[str, Any]) -> dict
     ]
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject["common_name"])]))
+        .subject_name(
+            x509.Name(
+                [
+                    *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in subject.get("organizations") or []),
+                    x509.NameAttribute(NameOID.COMMON_NAME, subject["common_name"]),
+                ]
+            )
+        )
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -142,6 +151,9 @@ def _check_subject(subject: Any) -> list[str]:
         problems.append(f"{sid!r}: usage {subject['usage']!r} is not one of {', '.join(Usage)}")
     if not subject.get("dns") and not subject.get("ips"):
         problems.append(f"{sid!r}: a certificate must name its host")
+    organizations = subject.get("organizations") or []
+    if not isinstance(organizations, list) or not all(isinstance(o, str) and o for o in organizations):
+        problems.append(f"{sid!r}: organizations must be a list of non-empty names")
     for address in subject.get("ips") or []:
         try:
             ipaddress.ip_address(address)
@@ -189,7 +201,8 @@ class _TlsAuthorityProvider(ResourceProvider):
 class TlsAuthority(Resource):
     """A CA plus one certificate per subject.
 
-    `subjects`: [{"id": str, "common_name": str, "dns": [str], "ips": [str], "usage": "server"|"client"|"peer"}]
+    `subjects`: [{"id": str, "common_name": str, "dns": [str], "ips": [str], "usage": "server"|"client"|"peer",
+    "organizations": [str]}]
     (hivestack.topology.trust.Subject.to_dict()). Outputs: `ca_cert` (PEM), `ca_key` (PEM, secret) and `certs`
     (subject id -> {"cert": PEM, "key": PEM}, secret as a whole).
     """

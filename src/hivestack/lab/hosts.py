@@ -350,13 +350,17 @@ def wait_ready(mgmt: list[str], names: LabNames, root: Path, host: str, address:
     start = time.monotonic()
     progress = _BootProgress(state_dir(root, names.stack, host) / "console.log", last_change=start)
     while True:
-        probe = subprocess.run(
-            [*mgmt, "nc", "-w", "1", address, "22"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=5,
-        )
-        if probe.stdout.startswith(b"SSH-"):
+        try:
+            probe = subprocess.run(
+                [*mgmt, "nc", "-w", "1", address, "22"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=5,
+            )
+            greeted = probe.stdout.startswith(b"SSH-")
+        except subprocess.TimeoutExpired:
+            greeted = False  # a machine busy with other stacks: no answer yet, like silence
+        if greeted:
             return time.monotonic() - start
         alive, status = _started_process_state(names, host)
         if not alive:

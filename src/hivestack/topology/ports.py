@@ -28,6 +28,7 @@ class Service:
     public: bool = False  # reachable from customers' networks (only the gateways' front door)
     sensitive: bool = False  # a data or coordination port: never exposed beyond its roles
     per_cell: bool = False  # one port per cell: port + CELL_PORT_STRIDE * cell index
+    management: bool = False  # also reachable from where operators come from (platform_vars.ssh_sources)
 
     def port_of(self, cell_index: int) -> int:
         return self.port + CELL_PORT_STRIDE * cell_index if self.per_cell else self.port
@@ -47,7 +48,14 @@ SERVICES: tuple[Service, ...] = (
     # clients to send their requests in the clear first).
     Service("gateway-https", 8443, Role.gateway, frozenset(), public=True),
     Service("ledger-http", 8100, Role.app, frozenset({Role.gateway}), per_cell=True),
+    # Kubernetes keeps its own etcd (one member per DC on the k8s-control hosts), apart from the GNS one above.
+    Service("kube-etcd-client", 12379, Role.k8s_control, frozenset({Role.k8s_control}), sensitive=True),
+    Service("kube-etcd-peer", 12380, Role.k8s_control, frozenset({Role.k8s_control}), sensitive=True),
     Service("kube-apiserver", 6443, Role.k8s_control, frozenset({Role.k8s_control, Role.k8s_worker, Role.gateway})),
+    # Every DC's gateway fronts the API servers of all DCs (TCP, health-checked on /readyz): operators and workers
+    # reach the API through the gateway of their own DC, so losing a DC never loses the API. Its own port, since a
+    # small platform may put a gateway and an API server on one host.
+    Service("gateway-kube-api", 7443, Role.gateway, frozenset({Role.k8s_worker, Role.app}), management=True),
 )
 
 BY_NAME: dict[str, Service] = {s.name: s for s in SERVICES}

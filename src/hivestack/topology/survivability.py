@@ -99,17 +99,21 @@ def quorum_no_dc_majority(facts: Facts) -> list[Violation]:
     return out
 
 
+# Same-city DCs a cell's database, and a Kubernetes workload's replicas, must span: losing one leaves two.
+MIN_DCS = 3
+
+
 def cell_spans_three_dcs(facts: Facts) -> list[Violation]:
     out = []
     for cell in facts.cells:
         same_city = sorted({d for d in cell.member_dcs if d in facts.city})
-        if len(same_city) < 3:
+        if len(same_city) < MIN_DCS:
             out.append(
                 Violation(
                     "cell-spans-three-dcs",
                     cell.path,
                     f"cell {cell.name} has members in {len(same_city)} same-city DC(s) {same_city}; "
-                    "at least 3 are needed",
+                    f"at least {MIN_DCS} are needed",
                 )
             )
     return out

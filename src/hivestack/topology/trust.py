@@ -8,6 +8,11 @@ own role does: an app host's certificate is no etcd peer's and no cell's replica
 A certificate names its host only (the inventory name and the address; never localhost or 127.0.0.1: local tools
 connect to the host's address) and carries exactly one usage. Identities are `<host>/<purpose>`; the playbooks
 install each one under /etc/hivestack/tls/<domain>/<purpose>/ on that host.
+
+Kubernetes is the exception to "a client's name is its host": the API server takes a client certificate's CN as the
+user and its O attributes as the groups, so the control plane's clients carry the exact names RBAC grants rights to
+(system:kube-controller-manager, system:kube-scheduler, hivestack:kwok, ...). Its domains exist only where the
+topology has k8s-control hosts: their own etcd (peer and client, apart from the GNS etcd) and the API.
 """
 
 from __future__ import annotations
@@ -26,6 +31,40 @@ ETCD_PEER = "etcd-peer"
 ETCD_CLIENT = "etcd-client"
 GATEWAY = "gateway"
 LEDGER = "ledger"
+K8S_ETCD_PEER = "k8s-etcd-peer"
+K8S_ETCD_CLIENT = "k8s-etcd-client"
+KUBE_API = "kube-api"
+# The cluster's service range; its first address is the in-cluster name of the API (kubernetes.default).
+KUBE_SERVICE_CIDR = "10.96.0.0/16"
+KUBE_SERVICE_IP = "10.96.0.1"
+KUBE_CLUSTER_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+
+
+@dataclass(frozen=True)
+class KubeUser:
+    """A Kubernetes client identity: the user (CN) and groups (O) RBAC sees, and the purpose it is installed under."""
+
+    purpose: str
+    user: str
+    groups: tuple[str, ...] = ()
+
+
+KUBE_CONTROLLER_MANAGER = KubeUser("controller-manager", "system:kube-controller-manager")
+KUBE_SCHEDULER = KubeUser("scheduler", "system:kube-scheduler")
+KUBE_KWOK = KubeUser("kwok", "hivestack:kwok")
+# The playbooks' own calls (readiness, RBAC objects): the built-in superuser group, on control hosts only.
+KUBE_ADMIN = KubeUser("admin", "hivestack:admin", ("system:masters",))
+# What the gateways' /readyz checks present: a user with no rights beyond the public health endpoints.
+KUBE_GATEWAY_HEALTH = KubeUser("health", "hivestack:gateway-health")
+# The operator kubeconfig (`hivestack kube config`): bound to cluster-admin by the operators group, not masters,
+# so RBAC can narrow it.
+KUBE_OPERATOR = KubeUser("kubectl", "hivestack:operator", ("hivestack:operators",))
+KUBE_OPERATOR_ID = "operator/kubectl"
 
 
 class Usage(StrEnum):
@@ -43,6 +82,7 @@ class Subject:
     dns: tuple[str, ...]
     ips: tuple[str, ...]
     usage: Usage
+    organizations: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """The shape the TlsAuthority resource takes (lists, plain strings)."""
@@ -52,6 +92,7 @@ class Subject:
             "dns": list(self.dns),
             "ips": list(self.ips),
             "usage": self.usage.value,
+            "organizations": list(self.organizations),
         }
 
 
@@ -71,6 +112,11 @@ def cell_db_name(topology: str, cell: str) -> str:
     return f"{cell}.db.{topology}"
 
 
+def kube_api_name(topology: str) -> str:
+    """The name every API server's certificate carries, whichever DC's gateway a client comes through."""
+    return f"api.k8s.{topology}"
+
+
 def subject_id(host: str, purpose: str) -> str:
     return f"{host}/{purpose}"
 
@@ -83,6 +129,56 @@ def _identity(host: Host, purpose: str, usage: Usage, *, extra_dns: tuple[str, .
     return Subject(subject_id(host.name, purpose), common_name, (host.name, *extra_dns), (str(host.address),), usage)
 
 
+def _kube_client(host: Host, user: KubeUser) -> Subject:
+    return Subject(
+        subject_id(host.name, user.purpose), user.user, (host.name,), (str(host.address),), Usage.client, user.groups
+    )
+
+
+def _kube_domains(topology: str, control: list[Host], gateways: list[Host]) -> list[TrustDomain]:
+    if not control:
+        return []
+    api_name = kube_api_name(topology)
+    operator = Subject(
+        KUBE_OPERATOR_ID,
+        KUBE_OPERATOR.user,
+        (f"operator.{api_name}",),
+        (),
+        Usage.client,
+        KUBE_OPERATOR.groups,
+    )
+    control_users = (KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KUBE_KWOK, KUBE_ADMIN)
+    return [
+        TrustDomain(K8S_ETCD_PEER, tuple(_identity(h, "member", Usage.peer) for h in control)),
+        TrustDomain(
+            K8S_ETCD_CLIENT,
+            (
+                *(_identity(h, "server", Usage.server) for h in control),
+                *(_identity(h, "apiserver", Usage.client) for h in control),
+                *(_identity(h, "admin", Usage.client) for h in control),  # etcdctl health checks
+            ),
+        ),
+        TrustDomain(
+            KUBE_API,
+            (
+                *(
+                    Subject(
+                        subject_id(h.name, "api"),
+                        h.name,
+                        (h.name, api_name, *KUBE_CLUSTER_NAMES),
+                        (str(h.address), KUBE_SERVICE_IP),
+                        Usage.server,
+                    )
+                    for h in control
+                ),
+                *(_kube_client(h, u) for h in control for u in control_users),
+                *(_kube_client(h, KUBE_GATEWAY_HEALTH) for h in gateways),
+                operator,
+            ),
+        ),
+    ]
+
+
 def trust_domains(loaded: LoadedTopology) -> list[TrustDomain]:
     """Every domain with its identities: the hosts of a role get the identities that role's services present."""
     topology, hosts = loaded.topology, loaded.placement.hosts
@@ -91,6 +187,7 @@ def trust_domains(loaded: LoadedTopology) -> list[TrustDomain]:
         return [h for h in hosts if role in h.roles]
 
     etcd, gateways, apps = having(Role.etcd), having(Role.gateway), having(Role.app)
+    control = having(Role.k8s_control)
     domains = [
         TrustDomain(ETCD_PEER, tuple(_identity(h, "member", Usage.peer) for h in etcd)),
         TrustDomain(
@@ -109,6 +206,7 @@ def trust_domains(loaded: LoadedTopology) -> list[TrustDomain]:
                 *(_identity(h, "gateway", Usage.client) for h in gateways),  # only gateways talk to ledgers
             ),
         ),
+        *_kube_domains(topology.name, control, gateways),
     ]
     for cell in topology.cells:
         members = [h for h in hosts if cell.name in h.cells]

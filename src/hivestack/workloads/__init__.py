@@ -1,0 +1,1 @@
+"""What the platform asks of its Kubernetes workloads, independent of how they are declared."""
