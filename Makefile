@@ -1,5 +1,5 @@
 # The README's two commands are `make up` and `make test`; both set up what they need first.
-.PHONY: setup up down preview test unit lint bench bench-cells bench-drills bench-kube
+.PHONY: setup up down preview test test-full unit lint bench bench-cells bench-drills bench-kube
 
 setup:
 	scripts/setup
@@ -14,8 +14,14 @@ preview: setup
 	scripts/pulumi stack select --create --secrets-provider passphrase sample-sz
 	scripts/pulumi preview --policy-pack policies --stack sample-sz
 
-test: setup
+# scripts/run-tests runs setup itself (timed in its table). test: lint, unit, engine, one lab bring-up with every
+# layer, its checks, one re-run of every stage, one DC outage drill. test-full: also every drill, deep drift, the
+# fault matrix, a second stack.
+test:
 	scripts/run-tests
+
+test-full:
+	scripts/run-tests --full
 
 unit: setup
 	.venv/bin/pytest -m unit -q

@@ -20,10 +20,15 @@ import pytest
 from hivestack.lab import hosts, network
 from hivestack.lab.names import LabNames
 from hivestack.topology import LoadedTopology, load_topology
+from tests import timing
 from tests.conftest import LAB_TOPOLOGY, ROOT
 
 # HIVESTACK_TEST_STACK points the lab tests at another stack (it is brought up, then destroyed).
 STACK = os.environ.get("HIVESTACK_TEST_STACK", "labtest")
+# Deadlines of the commands the fixtures run (a hang fails naming the command, not at CI's limit).
+BRING_UP_S = 2100  # a cold bring-up: root filesystems, hosts and every stage
+DESTROY_S = 600
+PULUMI_S = 1800  # the longest `pulumi` a test runs: every stage again
 HIVESTACK = ROOT / ".venv" / "bin" / "hivestack"
 # etcdctl on an etcd host, a client of the platform CA. With `--user NAME` and no password it reads the password as a
 # line of stdin (after the new password that `user add` and `user passwd` read first): never on a command line.
@@ -56,7 +61,9 @@ class Lab:
         return self.outputs["inventory"][host]["address"]
 
     def hivestack(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(HIVESTACK), *args, "--stack", self.stack], capture_output=True, text=True)
+        proc = subprocess.run(
+            [str(HIVESTACK), *args, "--stack", self.stack], capture_output=True, text=True, timeout=PULUMI_S
+        )
         if check and proc.returncode != 0:
             pytest.fail(f"hivestack {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr}")
         return proc
@@ -120,22 +127,40 @@ def leftovers(names: LabNames) -> dict[str, list[str]]:
     }
 
 
-def pulumi(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(ROOT / "scripts" / "pulumi"), *args], capture_output=True, text=True)
+def pulumi(*args: str, timeout: float = PULUMI_S) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ROOT / "scripts" / "pulumi"), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def stage_durations(stack: str) -> dict[str, float]:
+    """How long each playbook stage of the stack's last `up` took (the PlaybookRun outputs), in stage order."""
+    state = json.loads(pulumi("stack", "export", "--stack", stack).stdout)
+    runs = {
+        r["urn"].rsplit("::configure-", 1)[-1]: r.get("outputs", {}).get("duration_s")
+        for r in state["deployment"]["resources"]
+        if r["urn"].rsplit("::", 1)[-1].startswith("configure-")
+    }
+    return {stage: float(seconds) for stage, seconds in runs.items() if seconds is not None}
 
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     names = LabNames(STACK)
     try:
-        up = subprocess.run([str(HIVESTACK), "lab", "up", "--stack", STACK], capture_output=True, text=True)
+        with timing.shared("lab bring-up"):
+            up = subprocess.run(
+                [str(HIVESTACK), "lab", "up", "--stack", STACK], capture_output=True, text=True, timeout=BRING_UP_S
+            )
     except BaseException:
         # Interrupted while coming up (Ctrl-C, a CI timeout): what was made so far goes before the suite stops.
-        subprocess.run([str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, check=False)
+        subprocess.run(
+            [str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, check=False, timeout=DESTROY_S
+        )
         raise
     if up.returncode != 0:
         # What a failed bring-up made is removed before the suite fails: no host is left running.
-        down = subprocess.run([str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, text=True)
+        down = subprocess.run(
+            [str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, text=True, timeout=DESTROY_S
+        )
         left = leftovers(names)
         removed = "removed" if down.returncode == 0 and not any(left.values()) else f"NOT removed: {left}"
         pytest.fail(
@@ -143,6 +168,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             f"{up.stdout[-6000:]}\n{up.stderr}"
         )
     outputs = json.loads(pulumi("stack", "output", "--json", "--show-secrets", "--stack", STACK).stdout)
+    for stage, seconds in stage_durations(STACK).items():
+        timing.record(f"  stage {stage}", seconds)
     ssh_config = tmp_path_factory.mktemp("ssh") / "config"
     ssh_config.write_text(
         "Host *\n"
@@ -153,7 +180,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     )
     yield Lab(STACK, names, load_topology(LAB_TOPOLOGY), outputs, ssh_config)
 
-    down = subprocess.run([str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, text=True)
+    with timing.shared("lab destroy"):
+        down = subprocess.run(
+            [str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, text=True, timeout=DESTROY_S
+        )
     assert down.returncode == 0, f"lab down failed:\n{down.stdout[-4000:]}\n{down.stderr}"
     # Compared with nothing, not with `before`: HIVESTACK_TEST_STACK may name a stack that was already up.
     assert not any(leftovers(names).values()), f"the destroy left things behind: {leftovers(names)}"

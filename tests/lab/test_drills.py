@@ -48,6 +48,7 @@ def test_dc_outage_loses_no_acknowledged_write(lab, tmp_path):
     assert lost_writer["rto_s"] is not None, "the cell whose writer was lost never wrote again"
 
 
+@pytest.mark.full  # make test runs the one whole-DC outage above
 def test_dc_partition_minority_refuses_and_heals_without_divergence(lab, tmp_path):
     report = drill(lab, tmp_path, "dc-partition", "--dc", "dc-c", "--injector", "playbook")
     assert_nothing_lost_nor_split(report)

@@ -59,6 +59,7 @@ def test_full_matrix_while_healthy(lab):
     assert differences(matrix(lab), expected(None, True)) == []
 
 
+@pytest.mark.full
 @pytest.mark.parametrize(("fault", "mgmt_reaches"), [("cut", False), ("partition", True)], ids=["cut", "partition"])
 def test_dc_fault_matrix_and_restore(lab, fault: str, mgmt_reaches: bool):
     lab.hivestack("lab", "fault", fault, "dc-b")
@@ -71,6 +72,7 @@ def test_dc_fault_matrix_and_restore(lab, fault: str, mgmt_reaches: bool):
     assert differences(matrix(lab), expected(None, True)) == []
 
 
+@pytest.mark.full
 def test_gray_failure_drops_between_dcs_only(lab):
     lab.hivestack("lab", "fault", "gray", "dc-b", "--loss", "30")
     try:
@@ -93,6 +95,7 @@ def sshd_answers(lab, host: str) -> bool:
     return probe.stdout.startswith(b"SSH-")
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("kind", ["stop", "kill"])
 def test_host_stop_or_kill_and_start(lab, kind: str):
     host = "b-edge-1"

@@ -3,10 +3,10 @@ environment, on the controller or a host.
 
 The stages that hand secrets to programs (etcd's users, each cell's database users, the GNS seed, the ledgers' and the
 GNS agent's password files, the Kubernetes keys) run again while a sampler (hivestack.lab.exposure) reads
-/proc/*/cmdline and /proc/*/environ every 50 ms and looks for every password the stack generated. The lab's hosts are
-systemd-nspawn containers on this machine's kernel, so their processes are in the controller's /proc as well: the one
-sampler sees the controller and every host, and names each process's host from that host's cgroups
-(hivestack.lab.hosts.cgroup_pids).
+/proc every 50 ms, reads the command line and environment of every process started since, and looks for every password
+the stack generated. The lab's hosts are systemd-nspawn containers on this machine's kernel, so their processes are in
+the controller's /proc as well: the one sampler sees the controller and every host, and names each process's host from
+its cgroups (hivestack.lab.hosts.host_of).
 
 So that it cannot pass by sampling nothing, the test checks that it saw the helper of every secret task running on a
 host, and environments read on every host. The GNS agent's etcd password is changed by hand first, so that the etcd
@@ -17,6 +17,7 @@ takes minutes on the lab's emulated hosts.
 
 from __future__ import annotations
 
+from functools import partial
 from secrets import token_urlsafe
 
 import pytest
@@ -47,13 +48,9 @@ def test_a_second_run_changes_nothing_and_shows_no_secret_in_any_command_line_or
         assert proc.returncode == 0, proc.stderr
 
     names = [h.name for h in lab.topology.placement.hosts]
-
-    def locate() -> dict[int, str]:
-        return {pid: name for name in names for pid in hosts.cgroup_pids(lab.names, name)}
-
     set_agent_password(token_urlsafe(24))
     try:
-        with Sampler(generated, locate, markers=HELPERS) as sampler:
+        with Sampler(generated, partial(hosts.host_of, lab.names), markers=HELPERS) as sampler:
             changed = lab.rerun_stages(*SECRET_STAGES)
     finally:
         set_agent_password(generated["GNS agent etcd user"])  # whatever happened: the agent logs in again

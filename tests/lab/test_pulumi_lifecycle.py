@@ -9,7 +9,7 @@ import pytest
 from hivestack.lab import hosts
 from tests.lab.conftest import pulumi
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.full]  # make test-full
 
 
 def host_resources(stack: str) -> dict[str, dict]:

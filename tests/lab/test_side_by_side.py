@@ -9,7 +9,7 @@ import pytest
 from hivestack.lab.names import LabNames
 from tests.lab.conftest import HIVESTACK, leftovers
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.full]  # make test-full
 PEER = "labpeer"
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from hivestack.lab import hosts
 from hivestack.lab.exposure import CONTROLLER, MASK, Exposure, Process, Sampler, exposures, read_table
+from hivestack.lab.names import LabNames
 
 pytestmark = pytest.mark.unit
 
@@ -33,8 +35,12 @@ CLEAN = {
 }
 
 
+def nowhere(_pid: int) -> str | None:  # every process on the controller
+    return None
+
+
 def test_a_clean_table_exposes_nothing(tmp_path: Path):
-    table = read_table({10: "a-db-1"}, fake_proc(tmp_path, CLEAN))
+    table = read_table({10: "a-db-1"}.get, fake_proc(tmp_path, CLEAN))
     assert sorted(p.pid for p in table) == [10, 11]
     assert {p.pid: p.where for p in table} == {10: "a-db-1", 11: CONTROLLER}
     assert next(p for p in table if p.pid == 10).environ == ("PATH=/usr/bin", "LANG=C.UTF-8")
@@ -43,7 +49,7 @@ def test_a_clean_table_exposes_nothing(tmp_path: Path):
 
 def test_a_secret_on_a_command_line_is_named_and_blanked(tmp_path: Path):
     leaked = {**CLEAN, 20: (["mariadb", "-u", "hivestack_admin", f"-p{SECRETS['cell-a database admin']}"], [])}
-    [found] = exposures(read_table({20: "b-db-1"}, fake_proc(tmp_path, leaked)), SECRETS)
+    [found] = exposures(read_table({20: "b-db-1"}.get, fake_proc(tmp_path, leaked)), SECRETS)
     assert found == Exposure(
         "b-db-1", 20, "cell-a database admin", "command line", f"mariadb -u hivestack_admin -p{MASK}"
     )
@@ -52,7 +58,7 @@ def test_a_secret_on_a_command_line_is_named_and_blanked(tmp_path: Path):
 
 def test_a_secret_in_an_environment_is_found(tmp_path: Path):
     leaked = {**CLEAN, 21: (["/usr/bin/python3", "gns_seed.py"], [f"ETCDCTL_PASSWORD={SECRETS['etcd root user']}"])}
-    [found] = exposures(read_table({}, fake_proc(tmp_path, leaked)), SECRETS)
+    [found] = exposures(read_table({}.get, fake_proc(tmp_path, leaked)), SECRETS)
     assert (found.where, found.pid, found.secret, found.place) == (CONTROLLER, 21, "etcd root user", "environment")
 
 
@@ -70,20 +76,20 @@ def test_the_sampler_records_markers_environments_and_each_exposure_once(tmp_pat
     leaked = {**CLEAN, 20: (["sh", "-c", f"ETCDCTL_PASSWORD={SECRETS['etcd root user']} etcdctl get x"], [])}
     proc = fake_proc(tmp_path, leaked)
     sampler = Sampler(
-        SECRETS, lambda: {10: "a-db-1", 20: "a-etcd-1"}, markers=("galera_users.py", "gns_seed.py"), proc=proc
+        SECRETS, {10: "a-db-1", 20: "a-etcd-1"}.get, markers=("galera_users.py", "gns_seed.py"), proc=proc
     )
     sampler.sample()
-    sampler.sample()
+    sampler.sample()  # the same processes: read once
     report = sampler.report
     assert report.samples == 2
     assert report.seen == {"galera_users.py": {"a-db-1"}, "gns_seed.py": set()}
-    assert report.environments_read == {"a-db-1": 2, CONTROLLER: 2, "a-etcd-1": 2}
+    assert report.environments_read == {"a-db-1": 1, CONTROLLER: 1, "a-etcd-1": 1}
     assert [(e.where, e.pid, e.secret) for e in report.exposures] == [("a-etcd-1", 20, "etcd root user")]
 
 
 def test_the_sampler_thread_samples_until_the_end_of_with(tmp_path: Path):
     deadline = time.monotonic() + 10
-    with Sampler(SECRETS, dict, interval=0.01, proc=fake_proc(tmp_path, CLEAN)) as sampler:
+    with Sampler(SECRETS, nowhere, interval=0.01, proc=fake_proc(tmp_path, CLEAN)) as sampler:
         while sampler.report.samples < 3 and time.monotonic() < deadline:
             time.sleep(0.005)
     assert sampler.report.samples >= 3
@@ -91,8 +97,36 @@ def test_the_sampler_thread_samples_until_the_end_of_with(tmp_path: Path):
 
 
 def test_a_failing_sampler_fails_the_with_block(tmp_path: Path):
-    def broken() -> dict[int, str]:
+    def broken(_pid: int) -> str | None:
         raise OSError("cgroup hierarchy gone")
 
-    with pytest.raises(RuntimeError, match="the process sampler failed"), Sampler(SECRETS, broken, proc=tmp_path):
+    proc = fake_proc(tmp_path, CLEAN)
+    with pytest.raises(RuntimeError, match="the process sampler failed"), Sampler(SECRETS, broken, proc=proc):
         pass
+
+
+def test_a_process_is_read_again_only_when_it_runs_another_command(tmp_path: Path):
+    proc = fake_proc(tmp_path, CLEAN)
+    last: dict[int, bytes] = {}
+    assert {p.pid for p in read_table(nowhere, proc, last)} == {10, 11}
+    assert read_table(nowhere, proc, last) == []  # nothing new
+    leak = f"ETCDCTL_PASSWORD={SECRETS['etcd root user']}"
+    (proc / "11" / "cmdline").write_bytes(b"etcdctl\0get\0x\0")  # exec'd another program, with a new environment
+    (proc / "11" / "environ").write_bytes(leak.encode() + b"\0")
+    [again] = read_table(nowhere, proc, last)
+    assert again.pid == 11 and again.environ == (leak,)
+    (proc / "10" / "cmdline").unlink()  # gone: forgotten, so a new process under its pid is read
+    assert read_table(nowhere, proc, last) == [] and set(last) == {11}
+
+
+def test_host_of_reads_the_processes_cgroup(tmp_path: Path):
+    names = LabNames("labtest")
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "cgroup").write_text(
+        f"1:name=systemd:/{names.cgroup('a-db-1')}/system.slice/etcd.service\n0::/{names.cgroup('a-db-1')}/init.scope\n"
+    )
+    (tmp_path / "8").mkdir()
+    (tmp_path / "8" / "cgroup").write_text("0::/user.slice/user-0.slice/session-1.scope\n")
+    assert hosts.host_of(names, 7, tmp_path) == "a-db-1"
+    assert hosts.host_of(names, 8, tmp_path) is None  # the controller
+    assert hosts.host_of(names, 9, tmp_path) is None  # gone

@@ -241,3 +241,14 @@ def test_secret_inputs_stay_secret(project: Path, secret_outputs):
 
     program()
     assert SECRET_OUTPUTS == ["secret_vars"]
+
+
+def test_two_stacks_on_the_same_addresses_never_share_ssh_control_sockets(tmp_path):
+    def inventory(core_ns: str) -> dict:
+        reach = f"-o ProxyCommand='ip netns exec {core_ns} nc %h %p' -o UserKnownHostsFile=/k/{core_ns}"
+        return {"_meta": {"hostvars": {"a-db-1": {"ansible_host": "10.80.1.11", "ansible_ssh_common_args": reach}}}}
+
+    lab = runner.control_dir(tmp_path, inventory("hs0001-core"))
+    labtest = runner.control_dir(tmp_path, inventory("hs0002-core"))
+    assert lab != labtest and lab.parent == labtest.parent == tmp_path / ".hivestack" / "ssh-control"
+    assert runner.control_dir(tmp_path, inventory("hs0001-core")) == lab  # kept warm from one stage to the next

@@ -11,6 +11,7 @@ nothing here may depend on state the program set up.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -342,6 +343,18 @@ class _Interrupts:
             signal.raise_signal(self.received)
 
 
+def control_dir(root: Path, inventory: Mapping[str, Any]) -> Path:
+    """Where the SSH control sockets of runs against this inventory live: one directory per set of hosts and the way
+    they are reached. ssh names a socket after the user, address and port alone, and two lab stacks use the same
+    addresses (each behind its own namespace): in one shared directory a run against one stack would reuse a
+    connection the other opened, to another host, without checking that host's key. The name is short: a socket's
+    path must fit in 108 bytes."""
+    hostvars = inventory.get("_meta", {}).get("hostvars", {})
+    reached = sorted((h, v.get("ansible_host", ""), v.get("ansible_ssh_common_args", "")) for h, v in hostvars.items())
+    digest = hashlib.sha256(json.dumps(reached).encode()).hexdigest()[:8]
+    return root / ".hivestack" / "ssh-control" / digest
+
+
 def run_playbook(
     root: Path,
     playbook: str,
@@ -381,6 +394,7 @@ def run_playbook(
                 book,
                 playbook,
                 private,
+                control_dir=control_dir(root, inventory),
                 redact=_Redactor(secret_vars),
                 check=check,
                 diff=diff,
@@ -398,6 +412,7 @@ def _run(
     playbook: str,
     private: Path,
     *,
+    control_dir: Path,
     redact: _Redactor,
     check: bool,
     diff: bool,
@@ -416,7 +431,7 @@ def _run(
         # then come first on ssh's command line and win over the inventory's known_hosts settings.
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         # SSH control sockets in the project's private state directory (0700), kept warm from one stage to the next.
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(root / ".hivestack" / "ssh-control"),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
         # The venv's ansible-playbook, whichever PATH the caller (a Pulumi provider process) has.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]),
     }

@@ -5,8 +5,8 @@ root), so a secret handed to a program that way is exposed on the machine: secre
 stdin instead. A `Sampler` reads the process table every 50 ms in a thread and keeps every exposure it saw.
 
 The lab's hosts are systemd-nspawn containers on this machine's kernel, so their processes are in this machine's
-/proc as well: one sampler on the controller sees the controller and every host, and a `locate` callable (e.g. from
-`hivestack.lab.hosts.cgroup_pids`) names the host each process runs on.
+/proc as well: one sampler on the controller sees the controller and every host, and a `locate` callable (e.g.
+`hivestack.lab.hosts.host_of`) names the host each process runs on.
 """
 
 from __future__ import annotations
@@ -79,10 +79,19 @@ def _split(raw: bytes) -> tuple[str, ...]:
     return tuple(raw.rstrip(b"\0").decode("utf-8", "replace").split("\0")) if raw else ()
 
 
-def read_table(locate: Mapping[int, str], proc: Path = Path("/proc")) -> list[Process]:
+def read_table(
+    locate: Callable[[int], str | None], proc: Path = Path("/proc"), last: dict[int, bytes] | None = None
+) -> list[Process]:
     """The processes now running (kernel threads and zombies have no command line and are left out), each placed by
-    `locate` (pid -> host), else on the controller."""
+    `locate` (pid -> host, None for the controller).
+
+    With `last` (pid -> the command line read the time before), only processes that are new or run another command
+    since are read and returned, and `last` is brought up to date. A process's environment is what it was started
+    with, and a secret it was handed stays in its command line or environment as long as it runs, so a process read
+    once needs no second reading: this keeps a sampler cheap enough not to slow what it watches.
+    """
     table = []
+    alive: set[int] = set()
     with os.scandir(proc) as entries:
         for entry in entries:
             if not entry.name.isdigit():
@@ -94,6 +103,12 @@ def read_table(locate: Mapping[int, str], proc: Path = Path("/proc")) -> list[Pr
                 continue  # gone since the directory was listed
             if not cmdline:
                 continue
+            pid = int(entry.name)
+            if last is not None:
+                alive.add(pid)
+                if last.get(pid) == cmdline:
+                    continue
+                last[pid] = cmdline
             environ: tuple[str, ...] | None
             try:
                 environ = _split((base / "environ").read_bytes())
@@ -101,8 +116,10 @@ def read_table(locate: Mapping[int, str], proc: Path = Path("/proc")) -> list[Pr
                 environ = None
             except OSError:
                 continue  # gone
-            pid = int(entry.name)
-            table.append(Process(pid, locate.get(pid, CONTROLLER), _split(cmdline), environ))
+            table.append(Process(pid, locate(pid) or CONTROLLER, _split(cmdline), environ))
+    if last is not None:
+        for pid in last.keys() - alive:
+            del last[pid]
     return table
 
 
@@ -111,22 +128,23 @@ class SampleReport:
     samples: int = 0
     exposures: list[Exposure] = field(default_factory=list)  # each (where, pid, secret, place) once
     seen: dict[str, set[str]] = field(default_factory=dict)  # marker -> where a command held it
-    environments_read: dict[str, int] = field(default_factory=dict)  # where -> environments read there
+    environments_read: dict[str, int] = field(default_factory=dict)  # where -> processes whose environment was read
     longest_gap_s: float = 0.0
 
 
 class Sampler:
     """Samples the process table every `interval` seconds in a thread, from `with` until its end.
 
-    `locate` is called for every sample (processes come and go); `markers` are strings whose appearance in a command
-    (its arguments joined by spaces) is recorded with where it ran, so a test can tell it sampled the processes it
-    meant to watch.
+    Each sample reads the processes started (or running another command) since the one before: `locate` names the
+    host of each (pid -> host, None for the controller; e.g. `hivestack.lab.hosts.host_of`); `markers` are strings
+    whose appearance in a command (its arguments joined by spaces) is recorded with where it ran, so a test can tell
+    it sampled the processes it meant to watch.
     """
 
     def __init__(
         self,
         secrets: Mapping[str, str],
-        locate: Callable[[], Mapping[int, str]],
+        locate: Callable[[int], str | None],
         markers: Sequence[str] = (),
         interval: float = INTERVAL_S,
         proc: Path = Path("/proc"),
@@ -136,18 +154,19 @@ class Sampler:
         self._interval, self._proc = interval, proc
         self._report = SampleReport(seen={m: set() for m in self._markers})
         self._known: set[tuple[str, int, str, str]] = set()
+        self._last: dict[int, bytes] = {}  # pid -> the command line it was last read with
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="exposure-sampler", daemon=True)
         self._error: BaseException | None = None
-        self._last: float | None = None
+        self._last_sample: float | None = None
 
     def sample(self) -> None:
         """Read the process table once and record what it shows."""
         now = time.monotonic()
-        if self._last is not None:
-            self._report.longest_gap_s = max(self._report.longest_gap_s, now - self._last)
-        self._last = now
-        table = read_table(self._locate(), self._proc)
+        if self._last_sample is not None:
+            self._report.longest_gap_s = max(self._report.longest_gap_s, now - self._last_sample)
+        self._last_sample = now
+        table = read_table(self._locate, self._proc, self._last)
         report = self._report
         report.samples += 1
         for process in table:

@@ -98,6 +98,21 @@ def cgroup_pids(names: LabNames, host: str) -> list[int]:
     return _pids_below(_cgroups(names, host))
 
 
+def host_of(names: LabNames, pid: int, proc: Path = Path("/proc")) -> str | None:
+    """The stack's host a process runs on, from the cgroups it is in (None: none of the stack's hosts, or gone).
+    One read of /proc/<pid>/cgroup, where walking every host's cgroup tree would take hundreds."""
+    prefix = f"/{names.cgroup_root}/"
+    try:
+        text = (proc / str(pid) / "cgroup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        path = line.split(":", 2)[-1]
+        if path.startswith(prefix):
+            return path[len(prefix) :].split("/", 1)[0]
+    return None
+
+
 def stack_pids(names: LabNames) -> list[int]:
     """Every process in any host cgroup of the stack: what a destroy must leave none of."""
     return _pids_below([base / names.cgroup_root for base in CGROUP_ROOTS])
