@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import shlex
 import subprocess
 from pathlib import Path
@@ -79,8 +80,14 @@ def test_known_hosts_file_lists_every_host_and_follows_changes(tmp_path: Path) -
     assert not file.exists()
 
 
-def test_host_processes_are_read_although_cgroups_vanish_meanwhile(tmp_path: Path, monkeypatch) -> None:
-    """A booting host's systemd removes unit cgroups while the lab lists them (seen on `lab fault start`)."""
+@pytest.mark.parametrize(
+    "vanished",
+    [FileNotFoundError, lambda path: OSError(errno.ENODEV, "No such device", str(path))],
+    ids=["directory gone", "being torn down"],
+)
+def test_host_processes_are_read_although_cgroups_vanish_meanwhile(tmp_path: Path, monkeypatch, vanished) -> None:
+    """A booting host's systemd removes unit cgroups while the lab lists them (seen on `lab fault start`; ENODEV on
+    an emulated host's per-connection sshd, the likely cause of a failed re-creation in CI)."""
     from hivestack.lab.names import LabNames
 
     names = LabNames("lab")
@@ -95,7 +102,7 @@ def test_host_processes_are_read_although_cgroups_vanish_meanwhile(tmp_path: Pat
 
     def read_text(self: Path, *args, **kwargs) -> str:
         if self == vanishing:
-            raise FileNotFoundError(self)
+            raise vanished(self)
         return real_read(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "read_text", read_text)

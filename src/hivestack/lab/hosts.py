@@ -8,12 +8,14 @@ land in one host cgroup and the containers' systemds would share (and stop) each
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,12 +120,24 @@ def stack_pids(names: LabNames) -> list[int]:
     return _pids_below([base / names.cgroup_root for base in CGROUP_ROOTS])
 
 
+@contextlib.contextmanager
+def _unless_vanished() -> Iterator[None]:
+    """A cgroup that systemd removes while the lab reads it: its directory is gone (ENOENT), or, while the kernel
+    tears it down, its files answer ENODEV. An emulated host starts sshd per connection, so every readiness probe
+    makes and removes one."""
+    try:
+        yield
+    except OSError as exc:
+        if not isinstance(exc, FileNotFoundError) and exc.errno != errno.ENODEV:
+            raise
+
+
 def _pids_below(cgroups: list[Path]) -> list[int]:
     """A cgroup that vanishes between listing and reading held no process worth naming."""
     pids: set[int] = set()
     for cg in cgroups:
         for sub in _cgroup_tree(cg):
-            with contextlib.suppress(FileNotFoundError):
+            with _unless_vanished():
                 pids.update(int(p) for p in (sub / "cgroup.procs").read_text().split())
     return sorted(pids)
 
@@ -309,7 +323,7 @@ def _reap_orphans(names: LabNames, host: str, timeout: float = 5.0) -> None:
         time.sleep(0.05)
     for cg in _cgroups(names, host):
         for sub in _cgroup_tree(cg):
-            with contextlib.suppress(FileNotFoundError):
+            with _unless_vanished():
                 sub.rmdir()
 
 

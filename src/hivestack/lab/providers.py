@@ -162,8 +162,8 @@ class LabHostProvider(ResourceProvider):
             except hosts.HostDied:
                 if attempt == attempts:
                     raise
-            except hosts.HostError:
-                hosts.stop(spec.names, spec.name)  # a failed create leaves no process behind
+            except BaseException:
+                hosts.stop(spec.names, spec.name)  # a failed create leaves no process behind, whatever failed
                 raise
         raise AssertionError("unreachable")
 
