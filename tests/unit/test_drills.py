@@ -1392,3 +1392,11 @@ def test_finish_reports_a_member_that_did_not_come_back(stack, tmp_path, clock):
     md = (run.out_dir / "report.md").read_text()
     assert "Targets: **MISSED**" in md and "lost: not checked in cell-a, cell-b, cell-c." in md
     assert f"| cell-a | {RPO_TARGET} | c-db-1 not checked: {reason} | **not checked** |" in md
+
+
+def test_a_causal_query_waits_for_the_clusters_committed_writes_first():
+    shell = FakeShell(lambda sql: "7\n")
+    m = member("c-db-1", "cell-b")
+    assert Galera().query(m, shell, "SELECT 7", causal=True) == [["7"]]
+    assert Galera().query(m, shell, "SELECT 7") == [["7"]]
+    assert shell.sql == ["SET SESSION wsrep_sync_wait = 1; SELECT 7", "SELECT 7"]

@@ -73,8 +73,9 @@ class CellEngine(Protocol):
         """The member writes go to: the first, in failover order, that is safe to write to."""
         ...
 
-    def query(self, member: Member, shell: RemoteShell, sql: str) -> list[list[str]]:
-        """Rows of an administrative query run on that member alone (for checks and drills)."""
+    def query(self, member: Member, shell: RemoteShell, sql: str, *, causal: bool = False) -> list[list[str]]:
+        """Rows of an administrative query run on that member alone (for checks and drills). `causal`: the member
+        first applies every write its cluster committed before the query (a read on a backup right after a write)."""
         ...
 
     def transfer_keys(self, member: Member, shell: RemoteShell, keys: list[str]) -> set[str]:

@@ -32,8 +32,10 @@ class Galera:
             for m in sorted(cell["members"], key=lambda m: m["order"])
         ]
 
-    def query(self, member: Member, shell: RemoteShell, sql: str) -> list[list[str]]:
-        out = shell(member.host, f"mariadb -S /run/mysqld/{member.cell}.sock -N -B -r -e {shlex.quote(sql)}")
+    def query(self, member: Member, shell: RemoteShell, sql: str, *, causal: bool = False) -> list[list[str]]:
+        # A backup applies committed writesets asynchronously: wsrep_sync_wait makes a read wait for them first.
+        statement = f"SET SESSION wsrep_sync_wait = 1; {sql}" if causal else sql
+        out = shell(member.host, f"mariadb -S /run/mysqld/{member.cell}.sock -N -B -r -e {shlex.quote(statement)}")
         return [line.split("\t") for line in out.splitlines() if line]
 
     def state(self, member: Member, shell: RemoteShell) -> MemberState:
