@@ -1,8 +1,9 @@
-"""Lab lifecycle: hosts from zero to SSH-ready with a warm base, destroy time, idle memory per host.
+"""Lab lifecycle: hosts from zero to SSH-ready with a warm base, destroy time, idle memory per host, round trips.
 
-Targets (issue: the lab): up < 60 s, destroy < 15 s, idle PSS per host < 60 MB. Uses the `labpeer` stack,
-whose hosts are left unconfigured (`hivestack:configureHosts: false`), so this times the hosts alone; do not
-run it while the test suite runs. Usage: `.venv/bin/python benchmarks/lab_lifecycle.py [--idle 20]`.
+Targets (issue: the lab): up < 60 s, destroy < 15 s, idle PSS per host < 60 MB; inside a DC a round trip under
+1 ms, between two DCs the delayer's floor (twice the two DCs' one-way latency) plus under 1 ms, no ping lost.
+Uses the `labpeer` stack, whose hosts are left unconfigured (`hivestack:configureHosts: false`), so this times the
+hosts alone; do not run it while the test suite runs. Usage: `.venv/bin/python benchmarks/lab_lifecycle.py [--idle 20]`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,22 @@ def pss_mb(pids: list[int]) -> float:
     return total_kb / 1024
 
 
+def ping(names: LabNames, src: str, dst_address: str, count: int = 100) -> tuple[float, float, int]:
+    """(min, avg) round trip in ms and how many of `count` pings answered, from one host's namespace."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", names.host_ns(src), "ping", "-n", "-q", "-c", str(count), "-i", "0.01", dst_address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    ).stdout
+    received = int(out.split(" received")[0].rsplit(" ", 1)[1]) if " received" in out else 0
+    if "rtt" not in out:
+        return float("nan"), float("nan"), received
+    low, avg = (float(v) for v in out.rsplit("=", 1)[1].split("/")[:2])
+    return low, avg, received
+
+
 def timed(*args: str) -> float:
     start = time.monotonic()
     subprocess.run([str(HIVESTACK), *args, "--stack", STACK], check=True, stdout=subprocess.DEVNULL)
@@ -56,6 +73,10 @@ def main() -> None:
     up = timed("lab", "up")
     time.sleep(args.idle)  # a measurement window, not a readiness wait: hosts are already SSH-ready
     memory = {h.name: pss_mb(hosts.cgroup_pids(names, h.name)) for h in loaded.placement.hosts}
+    address = {h.name: str(h.address) for h in loaded.placement.hosts}
+    latency = {dc.name: dc.latency_ms for dc in loaded.topology.datacenters}
+    pairs = [("c-edge-1", "c-db-1", 0.0), ("a-edge-1", "b-edge-1", 2 * (latency["dc-a"] + latency["dc-b"]))]
+    rtts = [(src, dst, floor, *ping(names, src, address[dst])) for src, dst, floor in pairs]
     down = timed("lab", "down")
 
     table = Table(title=f"lab lifecycle ({len(memory)} hosts, stack {STACK})")
@@ -67,6 +88,12 @@ def main() -> None:
     for host, mb in memory.items():
         arch = next(h.arch.value for h in loaded.placement.hosts if h.name == host)
         table.add_row(f"idle PSS {host} ({arch})", f"{mb:.1f} MB", "< 60 MB")
+    for src, dst, floor, low, avg, received in rtts:
+        table.add_row(
+            f"round trip {src} -> {dst} (min / avg, answered)",
+            f"{low:.2f} / {avg:.2f} ms, {received}/100",
+            f">= {floor:.1f} and < {floor + 1:.1f} ms, 100/100",
+        )
     Console(width=120).print(table)
 
 

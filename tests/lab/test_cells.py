@@ -22,7 +22,7 @@ from hivestack.topology.trust import GATEWAY
 pytestmark = pytest.mark.lab
 DEADLINE_S = 90
 # Deadlines for changes that take well under a second on an idle machine: generous, because a deadline here only
-# says when to stop waiting on a loaded one; how fast they are is measured by benchmarks/cells.py.
+# says when to stop waiting on a loaded one, never how fast they must be.
 MOVE_DEADLINE_S = 60  # a range moved in etcd, seen by every gateway's agent
 SWITCH_DEADLINE_S = 60  # a drained member's writes moved by the gateways' health checks
 
@@ -525,8 +525,8 @@ def test_a_cell_without_a_safe_member_answers_503(lab, remote, platform, engine)
     for m in members:
         drain(remote, m, True)
     try:
-        # An answer, not a hang: the gateway has no member to connect to. How fast it answers is a benchmark's
-        # measure (benchmarks/cells.py), not a test's threshold.
+        # An answer, not a hang: the gateway has no member to connect to. How fast it answers is no test's
+        # threshold (a loaded machine would fail it by chance); no benchmark measures it yet.
         _, body, _ = write_until(lab, gateway, customer, lambda s, b: s == 503, "a 503 once no member is safe")
         assert "unavailable" in body["error"], body
     finally:
