@@ -50,12 +50,17 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def on_controller(_pid: int) -> str | None:  # a localhost run: every process is the controller's
+    return None
+
+
 def sampled_run(project: Path, probe: str) -> Sampler:
     inventory = {
         "_meta": {"hostvars": {"h1": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}},
         "all": {"hosts": ["h1"]},
     }
-    with Sampler({"db password": SECRET}, dict, markers=(f"hivestack-probe-{probe}", "ansible-playbook")) as sampler:
+    markers = (f"hivestack-probe-{probe}", "ansible-playbook")
+    with Sampler({"db password": SECRET}, on_controller, markers=markers) as sampler:
         result = run_playbook(project, "probe.yml", inventory, {"probe": probe}, {"db_password": SECRET})
     assert result.ok, result.failures
     return sampler
