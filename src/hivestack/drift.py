@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hivestack.ansible import STAGES
 from hivestack.ansible.runner import run_playbook
-from hivestack.ansible.stages import STAGES
 
 OK, DRIFTED, CANNOT_CHECK = 0, 1, 2
 # What a report can be made of: pulumi's view of the resources, then each playbook stage in order.

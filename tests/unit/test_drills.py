@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from hivestack.drills import consistency, faults, report
-from hivestack.drills.catalog import DRILLS, Scope, drill
+from hivestack.drills.catalog import DRILLS, INJECTOR_NAMES, Scope, drill
 from hivestack.drills.consistency import (
     CellConsistency,
     NotConverged,
@@ -1400,3 +1400,7 @@ def test_a_causal_query_waits_for_the_clusters_committed_writes_first():
     assert Galera().query(m, shell, "SELECT 7", causal=True) == [["7"]]
     assert Galera().query(m, shell, "SELECT 7") == [["7"]]
     assert shell.sql == ["SET SESSION wsrep_sync_wait = 1; SELECT 7", "SELECT 7"]
+
+
+def test_the_command_line_offers_every_injector_and_no_other():
+    assert set(INJECTOR_NAMES) == set(faults.INJECTORS)

@@ -8,14 +8,11 @@ from typing import Any
 
 import pulumi
 
+from hivestack.ansible import STAGES
 from hivestack.ansible.inventory import build, first_contact_record
 from hivestack.ansible.playbook import PlaybookRun, PlaybookRunArgs
 from hivestack.topology import LoadedTopology
 
-# Each stage needs the ones before it: the base and TLS, then etcd (GNS lives there), the cells' databases, the
-# gateways (which route to databases and watch etcd, and front the Kubernetes API), the ledger behind the gateways,
-# and the Kubernetes control plane with its simulated nodes.
-STAGES = ("common", "etcd", "database", "gateway", "ledger", "kubernetes")
 # Stages that copy a binary the project builds: the pinned inputs of that build are part of what they depend on,
 # so a new pin reaches the hosts on the next `up`.
 BUILT_TOOLS = {"kubernetes": "tools/kubernetes"}

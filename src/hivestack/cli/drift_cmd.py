@@ -16,8 +16,7 @@ from hivestack.cli import project
 DEFAULT_STACK = "lab"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("drift", help="resources, hosts, files and services that no longer match (exit 1)")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack", default=DEFAULT_STACK, help=f"stack to check (default: {DEFAULT_STACK})")
     p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write a JUnit XML report for CI")

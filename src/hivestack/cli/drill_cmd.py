@@ -11,18 +11,15 @@ from rich.table import Table
 
 from hivestack.cli import project
 from hivestack.cli.errors import FOUND_PROBLEM, OK, CannotRun
-from hivestack.drills import report as reports
-from hivestack.drills.catalog import DRILLS, Scope, drill
-from hivestack.drills.faults import INJECTORS
-from hivestack.drills.runbook import Options, Run
-from hivestack.drills.stack import Stack
-from hivestack.topology import load_topology
+from hivestack.drills.catalog import DRILLS, INJECTOR_NAMES, Scope, drill
+
+# The runbook, its injectors and reports (the lab, Ansible, matplotlib) are imported by the verbs that run or show a
+# drill, not by `drill list` and the command line's parsing.
 
 DEFAULT_STACK = "lab"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("drill", help="disaster-recovery drills: cut a DC under load, measure RTO/RPO")
+def register(p: argparse.ArgumentParser) -> None:
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     verbs.add_parser("list", help="the drills").set_defaults(run=run_list)
     r = verbs.add_parser("run", help="run one drill; exit 1 when a target is missed")
@@ -31,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--dc", help="the data center to take away (DC drills)")
     where.add_argument("--host", help="the database host to take away (host-loss)")
     r.add_argument("--stack", default=DEFAULT_STACK, help=f"stack to drill (default: {DEFAULT_STACK})")
-    r.add_argument("--injector", choices=sorted(INJECTORS), default="lab", help="lab primitives or the playbooks")
+    r.add_argument("--injector", choices=INJECTOR_NAMES, default="lab", help="lab primitives or the playbooks")
     r.add_argument("--hold", type=float, default=12.0, help="seconds the fault is held (default 12)")
     r.add_argument("--loss", type=int, default=20, help="gray-failure packet loss, percent 1-100 (default 20)")
     r.add_argument("--reports", type=Path, default=None, help="reports directory (default: <checkout>/reports)")
@@ -53,6 +50,10 @@ def run_list(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def run_drill(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from hivestack.drills.runbook import Options, Run
+    from hivestack.drills.stack import Stack
+    from hivestack.topology import load_topology
+
     try:
         chosen = drill(args.name)
     except ValueError as e:
@@ -84,6 +85,8 @@ def run_drill(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def show(result: dict, out: Console) -> None:
+    from hivestack.drills import report as reports
+
     table = Table(title=f"{result['drill']} on {result['target']} ({result['injector']})")
     for col in ("cell", "writer inside", "RTO", "longest pause", "errors", "lost", "diverged", "split-brain"):
         table.add_column(col)

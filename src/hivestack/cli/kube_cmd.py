@@ -18,8 +18,7 @@ from hivestack.cli.errors import CannotRun
 DEFAULT_STACK = "lab"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("kube", help="the Kubernetes layer of a stack")
+def register(p: argparse.ArgumentParser) -> None:
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     config = verbs.add_parser("config", help="write the operator kubeconfig (0600): one context per DC's gateway")
     config.add_argument("--stack", default=DEFAULT_STACK, help=f"stack to read (default: {DEFAULT_STACK})")

@@ -22,8 +22,7 @@ DEFAULT_STACK = "lab"
 UNFINISHED = "(its last `up` did not finish: run `hivestack lab up --stack {stack}` again)"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    lab = sub.add_parser("lab", help="the embedded multi-DC lab on this machine")
+def register(lab: argparse.ArgumentParser) -> None:
     verbs = lab.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, help_: str, run: Any) -> argparse.ArgumentParser:

@@ -15,8 +15,7 @@ from hivestack.plan import Plan, plan
 from hivestack.topology import TopologyError, load_topology
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plan", help="servers needed with any one DC lost, headroom, cost per account")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path)
     p.add_argument("--json", action="store_true", help="machine-readable plan")
     p.set_defaults(run=run)

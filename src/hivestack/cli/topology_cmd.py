@@ -14,8 +14,7 @@ from hivestack.topology import Topology, TopologyError, load_topology
 from hivestack.topology.printable import printable
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    topology = sub.add_parser("topology", help="check and describe topology files")
+def register(topology: argparse.ArgumentParser) -> None:
     verbs = topology.add_subparsers(dest="verb", required=True, metavar="VERB")
     validate = verbs.add_parser("validate", help="type-check a topology and apply the survivability rules")
     validate.add_argument("file", type=Path)

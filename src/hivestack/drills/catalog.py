@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+# How a drill's fault is made (hivestack.drills.faults.INJECTORS): the lab's own primitives, or the drill playbooks
+# (the production path). Named here so that the command line offers them without importing the injectors.
+INJECTOR_NAMES = ("lab", "playbook")
+
 
 class Scope(Enum):
     DC = "dc"
