@@ -47,7 +47,7 @@ if configure if configure is not None else backend_name == "lab":
         topology,
         backend.outputs(),
         platform.host_secrets(),
-        triggers=[m.id for m in machines],  # a replaced host is configured again
+        triggers=backend.instances(),  # a host made anew (not one booted again on its disk) is configured again
         depends_on=[*platform.tls.values(), *machines],
     )
     pulumi.export("configured", {stage: run.changed for stage, run in zip(STAGES, stages, strict=True)})

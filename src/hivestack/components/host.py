@@ -23,6 +23,11 @@ class HostBackend(Protocol):
         replaced)."""
         ...
 
+    def instances(self) -> list[pulumi.Input[str]]:
+        """One value per machine that changes exactly when the machine is made anew (a fresh disk): host
+        configuration runs again when one does. Not a resource id, which a machine made again keeps."""
+        ...
+
     def outputs(self) -> dict[str, object] | None:
         """How to reach the hosts (exported as the stack output `lab`), or None when the inventory says it all."""
         ...
@@ -39,6 +44,9 @@ class BareMetal:
 
     def ready(self) -> list[pulumi.Resource]:
         return []
+
+    def instances(self) -> list[pulumi.Input[str]]:
+        return []  # existing servers: a rebuilt one is configured again by changing its inventory or a role
 
     def outputs(self) -> dict[str, object] | None:
         return None

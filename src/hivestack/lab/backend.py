@@ -98,6 +98,10 @@ class LabBackend:
         known = KnownHosts("lab-known-hosts", {"file": str(self.known_hosts_file), "hosts": keys})
         return [*self.hosts.values(), known]
 
+    def instances(self) -> list[pulumi.Input[str]]:
+        """Each host's SSH host key: made with a new overlay, kept when the host boots again on its overlay."""
+        return [host.host_key for host in self.hosts.values()]
+
     def outputs(self) -> dict[str, object] | None:
         return {
             "core_ns": self.network.core_ns,
