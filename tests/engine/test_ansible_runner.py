@@ -55,6 +55,7 @@ def test_static_inventory_keeps_groups_hostvars_and_group_vars(tmp_path: Path):
             text=True,
             check=True,
             env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")},
+            timeout=300,
         ).stdout
     )
     hostvars = listed["_meta"]["hostvars"]

@@ -62,6 +62,7 @@ def test_python_package_names_the_plugin_that_was_built():
         capture_output=True,
         text=True,
         check=True,
+        timeout=300,
     )
     assert proc.stdout.strip() == PROVIDER
 

@@ -60,6 +60,7 @@ def test_inventory_groups_and_ansible_ping(lab, root):
         capture_output=True,
         text=True,
         check=True,
+        timeout=300,
     ).stdout
     for group in ("@dc_dc_a", "@dc_dc_b", "@dc_dc_c", "@role_db", "@role_gateway", "@pool_c_worker", "@cell_cell_a"):
         assert group in graph, graph
@@ -69,6 +70,7 @@ def test_inventory_groups_and_ansible_ping(lab, root):
         env=env,
         capture_output=True,
         text=True,
+        timeout=300,
     )
     assert ping.returncode == 0, ping.stdout + ping.stderr
     assert ping.stdout.count("SUCCESS") == len(HOSTS)
@@ -80,10 +82,16 @@ def test_nothing_routes_to_the_outside_world(lab):
     import subprocess
 
     core_default = subprocess.run(
-        ["ip", "-n", lab.names.core_ns, "route", "show", "default"], capture_output=True, text=True, check=True
+        ["ip", "-n", lab.names.core_ns, "route", "show", "default"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     assert core_default.stdout.strip() == ""
-    root_routes = subprocess.run(["ip", "route", "show"], capture_output=True, text=True, check=True).stdout
+    root_routes = subprocess.run(
+        ["ip", "route", "show"], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
     for dc in lab.topology.topology.datacenters:
         assert str(dc.subnet) not in root_routes
 
@@ -115,7 +123,9 @@ def test_ansible_refuses_a_host_whose_key_is_not_the_one_the_lab_made(lab, tmp_p
     """Through the same runner as `pulumi up`: the inventory's known_hosts decides, ansible-runner's default (host key
     checking off) does not. A positive control: the same run with the lab's own known_hosts reaches the host."""
     host = HOSTS[0].name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True, timeout=300
+    )
     forged = tmp_path / "known_hosts"
     forged.write_text(f"{lab.address(host)} {(tmp_path / 'other.pub').read_text().split()[0]} "
                       f"{(tmp_path / 'other.pub').read_text().split()[1]}\n")  # fmt: skip

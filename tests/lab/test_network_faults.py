@@ -27,6 +27,7 @@ def ping(lab, src: str, dst: str, count: int = 1) -> float:
         [*prefix, "ping", "-n", "-q", "-c", str(count), "-i", "0.01", "-W", "1", lab.address(dst)],
         capture_output=True,
         text=True,
+        timeout=300,
     )
     m = re.search(r"(\d+) received", proc.stdout)
     return int(m.group(1)) / count if m else 0.0
@@ -90,7 +91,10 @@ def test_gray_failure_drops_between_dcs_only(lab):
 def sshd_answers(lab, host: str) -> bool:
     # Not ping: the host's network namespace outlives its processes, and the kernel answers ICMP by itself.
     probe = subprocess.run(
-        [*lab.mgmt(), "nc", "-w", "1", lab.address(host), "22"], capture_output=True, stdin=subprocess.DEVNULL
+        [*lab.mgmt(), "nc", "-w", "1", lab.address(host), "22"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
     )
     return probe.stdout.startswith(b"SSH-")
 

@@ -19,6 +19,7 @@ def sshd_banner(names: LabNames, address: str) -> bytes:
         ["ip", "netns", "exec", names.core_ns, "nc", "-w", "1", address, "22"],
         capture_output=True,
         stdin=subprocess.DEVNULL,
+        timeout=1200,
     )
     return probe.stdout
 
@@ -26,7 +27,7 @@ def sshd_banner(names: LabNames, address: str) -> bytes:
 def test_second_stack_beside_the_first_then_clean(lab):
     peer = LabNames(PEER)
     before = leftovers(peer)
-    up = subprocess.run([str(HIVESTACK), "lab", "up", "--stack", PEER], capture_output=True, text=True)
+    up = subprocess.run([str(HIVESTACK), "lab", "up", "--stack", PEER], capture_output=True, text=True, timeout=1200)
     try:
         # Pulumi's diagnostics come before the outputs, which fill the tail of stdout: the error lines first.
         errors = "\n".join(line for line in up.stdout.splitlines() if "error" in line.lower())
@@ -37,13 +38,17 @@ def test_second_stack_beside_the_first_then_clean(lab):
         assert sshd_banner(peer, address).startswith(b"SSH-")
         assert set(leftovers(peer)["namespaces"]).isdisjoint(leftovers(lab.names)["namespaces"])
         # A crashed run: everything is still there, and clean removes it without touching the other stack.
-        clean = subprocess.run([str(HIVESTACK), "lab", "clean", "--stack", PEER], capture_output=True, text=True)
+        clean = subprocess.run(
+            [str(HIVESTACK), "lab", "clean", "--stack", PEER], capture_output=True, text=True, timeout=1200
+        )
         assert clean.returncode == 0, clean.stderr
         assert leftovers(peer) == before
         assert sshd_banner(lab.names, address).startswith(b"SSH-")
     finally:
         # The state still lists what clean removed: destroy reconciles it (and must succeed on a clean machine).
-        down = subprocess.run([str(HIVESTACK), "lab", "down", "--stack", PEER], capture_output=True, text=True)
+        down = subprocess.run(
+            [str(HIVESTACK), "lab", "down", "--stack", PEER], capture_output=True, text=True, timeout=1200
+        )
     assert down.returncode == 0, down.stdout[-4000:] + down.stderr
     assert leftovers(peer) == before
 
@@ -74,12 +79,16 @@ def test_latency_between_dcs_and_its_switch(lab):
     assert delay_hooked()
     assert min_rtt_ms("a-edge-1", "b-edge-1") >= 2 * one_way_ms
     pulumi = [str(lab.hivestack_root / "scripts" / "pulumi")]
-    subprocess.run([*pulumi, "config", "set", "hivestack:labLatency", "false", "--stack", lab.stack], check=True)
+    subprocess.run(
+        [*pulumi, "config", "set", "hivestack:labLatency", "false", "--stack", lab.stack], check=True, timeout=1200
+    )
     try:
         lab.hivestack("lab", "up")
         assert not delay_hooked()
     finally:
-        subprocess.run([*pulumi, "config", "rm", "hivestack:labLatency", "--stack", lab.stack], check=True)
+        subprocess.run(
+            [*pulumi, "config", "rm", "hivestack:labLatency", "--stack", lab.stack], check=True, timeout=1200
+        )
         lab.hivestack("lab", "up")
     assert delay_hooked()
     assert min_rtt_ms("a-edge-1", "b-edge-1") >= 2 * one_way_ms

@@ -56,6 +56,7 @@ def repository_files() -> set[str]:
         capture_output=True,
         text=True,
         check=False,
+        timeout=300,
     )
     if proc.returncode != 0:
         pytest.fail(f"git ls-files failed in {ROOT} (the docs checks need a git checkout): {proc.stderr.strip()}")

@@ -58,7 +58,11 @@ def test_host_keys_are_made_natively_once_and_read_back(tmp_path: Path) -> None:
     hosts._make_host_keys(host_dir)  # a reboot on the kept overlay keeps the identity
     assert hosts.host_key(tmp_path, "lab", "h1") == first
     fingerprint = subprocess.run(
-        ["ssh-keygen", "-l", "-f", str(host_dir / f"{hosts.HOST_KEY}.pub")], capture_output=True, text=True, check=True
+        ["ssh-keygen", "-l", "-f", str(host_dir / f"{hosts.HOST_KEY}.pub")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     assert "ED25519" in fingerprint.stdout
 

@@ -68,7 +68,9 @@ def _lock(backend: Path, stack: str, name: str, pid: int, hostname: str) -> Path
 
 def test_only_locks_of_gone_local_processes_are_cleared(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HIVESTACK_BACKEND_DIR", str(tmp_path))
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, timeout=300
+    )
     dead_pid = int(gone.stdout)
     here = socket.gethostname()
     stale = _lock(tmp_path, "lab", "a", dead_pid, here)
