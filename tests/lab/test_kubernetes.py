@@ -126,13 +126,15 @@ def test_every_simulated_node_is_ready_with_the_topologys_labels_and_capacity(la
     deadline = time.monotonic() + DEADLINE_S
     while True:
         nodes = {n["name"]: n for n in next(iter(nodes_by_context(lab, kubeconfig).values()))}
-        if all(n["ready"] == "True" for n in nodes.values()) or time.monotonic() > deadline:
+        # Awaited: every node the topology simulates registered and Ready (kwok registers them one by one).
+        if set(nodes) == set(expected) and all(n["ready"] == "True" for n in nodes.values()):
             break
+        unready = sorted(set(expected) - {name for name, n in nodes.items() if n["ready"] == "True"})
+        assert time.monotonic() < deadline, f"nodes not registered and Ready after {DEADLINE_S} s: {unready}"
         time.sleep(1)
     assert sorted(nodes) == sorted(expected)
     for name, node in nodes.items():
         want = expected[name]
-        assert node["ready"] == "True", name
         assert want.labels(city).items() <= node["labels"].items(), name
         assert node["capacity"]["cpu"] == str(want.cpu)
         assert node["capacity"]["pods"] == str(want.pods)
