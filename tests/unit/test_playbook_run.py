@@ -252,3 +252,23 @@ def test_two_stacks_on_the_same_addresses_never_share_ssh_control_sockets(tmp_pa
     labtest = runner.control_dir(tmp_path, inventory("hs0002-core"))
     assert lab != labtest and lab.parent == labtest.parent == tmp_path / ".hivestack" / "ssh-control"
     assert runner.control_dir(tmp_path, inventory("hs0001-core")) == lab  # kept warm from one stage to the next
+
+
+def test_each_stage_is_sent_only_the_secrets_its_playbook_hands_to_its_roles(root):
+    from hivestack.ansible import STAGES
+    from hivestack.ansible.stages import secrets_used
+
+    used = {stage: set(secrets_used(root, stage)) for stage in STAGES}
+    assert used["common"] == set()
+    assert used["database"] == used["ledger"] == {"cells", "tls"}
+    assert "cells" not in used["kubernetes"] | used["etcd"] | used["gateway"]
+    assert {k for k in used["kubernetes"] if k.startswith("kube_")} == {
+        "kube_service_account_key",
+        "kube_service_account_public_key",
+        "kube_encryption_key",
+    }
+    # The playbooks are the contract: no role reads the whole blob (it would get what its stage was not sent).
+    for path in (root / "playbooks" / "roles").rglob("*.y*ml"):
+        assert "hivestack_secrets" not in path.read_text(), path
+    for path in (root / "playbooks" / "roles").rglob("*.j2"):
+        assert "hivestack_secrets" not in path.read_text(), path

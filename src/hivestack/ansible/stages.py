@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,16 @@ def tools_digest(root: Path, wrapper: str) -> str:
     return digest.hexdigest()
 
 
+def secrets_used(root: Path, stage: str) -> tuple[str, ...]:
+    """The generated secrets a stage's playbook hands to its roles (`hivestack_secrets.<name>`), in order.
+
+    The playbook is the contract: roles receive secrets as their own variables, never `hivestack_secrets` itself
+    (a unit test holds both), so a stage is sent only what it uses, and re-runs only when that changes.
+    """
+    text = (root / "playbooks" / f"{stage}.yml").read_text()
+    return tuple(dict.fromkeys(re.findall(r"\bhivestack_secrets\.([A-Za-z_][A-Za-z0-9_]*)", text)))
+
+
 def configure_hosts(
     root: Path,
     loaded: LoadedTopology,
@@ -43,13 +54,15 @@ def configure_hosts(
     )
     runs: list[PlaybookRun] = []
     for stage in STAGES:
+        used = secrets_used(root, stage)
+        own = secrets.apply(lambda every, used=used: {k: every[k] for k in used if k in every})
         run = PlaybookRun(
             f"configure-{stage}",
             PlaybookRunArgs(
                 root=root,
                 playbook=f"{stage}.yml",
                 inventory=inventory,
-                secret_vars={"hivestack_secrets": secrets},
+                secret_vars={"hivestack_secrets": own},
                 triggers=[*triggers, *([tools_digest(root, BUILT_TOOLS[stage])] if stage in BUILT_TOOLS else [])],
             ),
             pulumi.ResourceOptions(depends_on=[*depends_on, *runs[-1:]]),
