@@ -6,8 +6,10 @@ session checks that no namespace, mount or host process of the stack is left beh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -61,9 +63,7 @@ class Lab:
         return self.outputs["inventory"][host]["address"]
 
     def hivestack(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(HIVESTACK), *args, "--stack", self.stack], capture_output=True, text=True, timeout=PULUMI_S
-        )
+        proc = bounded([str(HIVESTACK), *args, "--stack", self.stack], PULUMI_S)
         if check and proc.returncode != 0:
             pytest.fail(f"hivestack {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr}")
         return proc
@@ -127,8 +127,36 @@ def leftovers(names: LabNames) -> dict[str, list[str]]:
     }
 
 
+def bounded(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a command that may start others (hivestack starts Pulumi, Pulumi its plugins and Ansible) with a deadline
+    that stops all of them. At the deadline, or when the test is interrupted (Ctrl-C, pytest-timeout), the command's
+    process group is interrupted as by Ctrl-C, so Pulumi cancels its update and releases the stack's lock, and is
+    killed a minute later if it is still there. A plain `subprocess.run` timeout kills only the direct child: the
+    `pulumi up` under `hivestack lab up` would go on making hosts."""
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            _stop_group(proc)
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    for sig, grace in ((signal.SIGINT, 60.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.communicate(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def pulumi(*args: str, timeout: float = PULUMI_S) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(ROOT / "scripts" / "pulumi"), *args], capture_output=True, text=True, timeout=timeout)
+    return bounded([str(ROOT / "scripts" / "pulumi"), *args], timeout)
 
 
 def stage_durations(stack: str) -> dict[str, float]:
@@ -145,31 +173,32 @@ def stage_durations(stack: str) -> dict[str, float]:
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     names = LabNames(STACK)
+    up_argv, down_argv = (
+        [str(HIVESTACK), "lab", "up", "--stack", STACK],
+        [str(HIVESTACK), "lab", "down", "--stack", STACK],
+    )
     try:
         with timing.shared("lab bring-up"):
-            up = subprocess.run(
-                [str(HIVESTACK), "lab", "up", "--stack", STACK], capture_output=True, text=True, timeout=BRING_UP_S
+            up = bounded(up_argv, BRING_UP_S)
+        if up.returncode != 0:
+            # What a failed bring-up made is removed before the suite fails: no host is left running.
+            down = bounded(down_argv, DESTROY_S)
+            left = leftovers(names)
+            removed = "removed" if down.returncode == 0 and not any(left.values()) else f"NOT removed: {left}"
+            pytest.fail(
+                f"the lab could not come up (hivestack lab up --stack {STACK}); what it made was {removed}:\n"
+                f"{up.stdout[-6000:]}\n{up.stderr}"
             )
-    except BaseException:
-        # Interrupted while coming up (Ctrl-C, a CI timeout): what was made so far goes before the suite stops.
-        subprocess.run(
-            [str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, check=False, timeout=DESTROY_S
-        )
+        outputs = json.loads(pulumi("stack", "output", "--json", "--show-secrets", "--stack", STACK).stdout)
+        for stage, seconds in stage_durations(STACK).items():
+            timing.record(f"  stage {stage}", seconds)
+    except pytest.fail.Exception:
         raise
-    if up.returncode != 0:
-        # What a failed bring-up made is removed before the suite fails: no host is left running.
-        down = subprocess.run(
-            [str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, text=True, timeout=DESTROY_S
-        )
-        left = leftovers(names)
-        removed = "removed" if down.returncode == 0 and not any(left.values()) else f"NOT removed: {left}"
-        pytest.fail(
-            f"the lab could not come up (hivestack lab up --stack {STACK}); what it made was {removed}:\n"
-            f"{up.stdout[-6000:]}\n{up.stderr}"
-        )
-    outputs = json.loads(pulumi("stack", "output", "--json", "--show-secrets", "--stack", STACK).stdout)
-    for stage, seconds in stage_durations(STACK).items():
-        timing.record(f"  stage {stage}", seconds)
+    except BaseException:
+        # Interrupted while coming up (Ctrl-C, a CI timeout) or unreadable once up: what was made goes before the
+        # suite stops.
+        bounded(down_argv, DESTROY_S)
+        raise
     ssh_config = tmp_path_factory.mktemp("ssh") / "config"
     ssh_config.write_text(
         "Host *\n"
@@ -181,9 +210,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     yield Lab(STACK, names, load_topology(LAB_TOPOLOGY), outputs, ssh_config)
 
     with timing.shared("lab destroy"):
-        down = subprocess.run(
-            [str(HIVESTACK), "lab", "down", "--stack", STACK], capture_output=True, text=True, timeout=DESTROY_S
-        )
+        down = bounded(down_argv, DESTROY_S)
     assert down.returncode == 0, f"lab down failed:\n{down.stdout[-4000:]}\n{down.stderr}"
     # Compared with nothing, not with `before`: HIVESTACK_TEST_STACK may name a stack that was already up.
     assert not any(leftovers(names).values()), f"the destroy left things behind: {leftovers(names)}"

@@ -19,7 +19,7 @@ def sshd_banner(names: LabNames, address: str) -> bytes:
         ["ip", "netns", "exec", names.core_ns, "nc", "-w", "1", address, "22"],
         capture_output=True,
         stdin=subprocess.DEVNULL,
-        timeout=1200,
+        timeout=60,
     )
     return probe.stdout
 

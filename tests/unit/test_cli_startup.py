@@ -41,8 +41,11 @@ def test_a_verb_imports_only_its_own_noun(argv, not_loaded):
     assert not loaded & not_loaded, sorted(loaded & not_loaded)
 
 
-def test_the_top_level_help_imports_no_noun():
+def test_the_top_level_help_lists_every_noun_and_imports_none():
     proc = subprocess.run(
         [sys.executable, "-m", "hivestack.cli.main", "--help"], capture_output=True, text=True, timeout=60, check=True
     )
     assert all(noun in proc.stdout for noun in ("topology", "plan", "lab", "drift", "drill", "kube"))
+    probe = "import sys\nfrom hivestack.cli.main import parser\nparser(['--help'])\nprint(' '.join(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert not {m for m in loaded.stdout.split() if m.endswith("_cmd")}, loaded.stdout

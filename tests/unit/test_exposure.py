@@ -17,12 +17,20 @@ pytestmark = pytest.mark.unit
 SECRETS = {"cell-a database admin": "Zq81-admin-0123456789", "etcd root user": "Rt55-root-abcdefghij"}
 
 
+def write_stat(root: Path, pid: int, env_start: int, start_time: int = 5) -> None:
+    """/proc/<pid>/stat: the fields after the command name, with the start time (22) and environment bounds (50, 51)."""
+    fields = ["0"] * 50
+    fields[19], fields[47], fields[48] = str(start_time), str(env_start), str(env_start + 100)
+    (root / str(pid) / "stat").write_text(f"{pid} (python3 a) b) " + " ".join(fields) + "\n")
+
+
 def fake_proc(root: Path, processes: dict[int, tuple[list[str], list[str]]]) -> Path:
     """A /proc with one directory per pid holding NUL-separated cmdline and environ, plus what else /proc holds."""
     for pid, (argv, environ) in processes.items():
         (root / str(pid)).mkdir(parents=True)
         (root / str(pid) / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in argv))
         (root / str(pid) / "environ").write_bytes(b"".join(e.encode() + b"\0" for e in environ))
+        write_stat(root, pid, env_start=1000 * pid)
     (root / "self").mkdir(exist_ok=True)  # not a pid
     (root / "meminfo").write_text("MemTotal: 1 kB\n")
     return root
@@ -115,6 +123,11 @@ def test_a_process_is_read_again_only_when_it_runs_another_command(tmp_path: Pat
     (proc / "11" / "environ").write_bytes(leak.encode() + b"\0")
     [again] = read_table(nowhere, proc, last)
     assert again.pid == 11 and again.environ == (leak,)
+    assert read_table(nowhere, proc, last) == []
+    (proc / "11" / "environ").write_bytes(b"OTHER=1\0")  # the same command started again on the same pid
+    write_stat(proc, 11, env_start=77)
+    [same_argv] = read_table(nowhere, proc, last)
+    assert same_argv.environ == ("OTHER=1",)
     (proc / "10" / "cmdline").unlink()  # gone: forgotten, so a new process under its pid is read
     assert read_table(nowhere, proc, last) == [] and set(last) == {11}
 

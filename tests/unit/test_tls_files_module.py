@@ -36,13 +36,16 @@ GIDS = {"svc": os.getgid(), "root": 0}
 
 
 def plan(root: Path, entries=ENTRIES, material=MATERIAL) -> list:
-    wanted = tls_files.wanted(str(root), entries, material, GIDS.__getitem__)
-    return [w for w in wanted if tls_files.differs(w)]
+    """What a check-mode run would report."""
+    return tls_files.converge(tls_files.wanted(str(root), entries, material, GIDS.__getitem__), check=True)
+
+
+def install(root: Path) -> list:
+    return tls_files.converge(tls_files.wanted(str(root), ENTRIES, MATERIAL, GIDS.__getitem__), check=False)
 
 
 def test_installs_each_identity_once_and_names_what_drifted(tmp_path: Path):
-    for w in plan(tmp_path):
-        tls_files.apply(w)
+    assert len(install(tmp_path)) == 13  # on a fresh root: 3 domains, 3 identities, 7 files
     member = tmp_path / "etcd-peer" / "member"
     assert (member / "host-key.pem").read_text() == "K1\n" and (member / "host-key.pem").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "gateway" / "server" / "host-bundle.pem").read_text() == "C2\nK2\n"
@@ -64,3 +67,20 @@ def test_entries_it_cannot_install_are_named(tmp_path: Path):
     no_key = {"etcd-peer/member": {"ca": "CA1\n", "cert": "C1\n", "key": ""}}
     with pytest.raises(ValueError, match="etcd-peer/member: this host has no certificate or key"):
         plan(tmp_path, ENTRIES[:1], no_key)
+
+
+def test_a_link_where_a_directory_belongs_is_replaced_not_followed(tmp_path: Path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    root = tmp_path / "tls"
+    root.mkdir()
+    (root / "ledger").symlink_to(elsewhere)
+    install(root)
+    assert not (root / "ledger").is_symlink() and (root / "ledger" / "client" / "ca.pem").read_text() == "CA3\n"
+    assert elsewhere.stat().st_mode & 0o777 == 0o700 and list(elsewhere.iterdir()) == []
+    assert plan(root) == []
+
+
+def test_an_entry_without_its_fields_is_named():
+    with pytest.raises(ValueError, match="an entry lacks group"):
+        tls_files.wanted("/r", [{"domain": "d", "purpose": "p", "kind": "trust"}], {}, GIDS.__getitem__)

@@ -36,7 +36,10 @@ def secrets_used(root: Path, stage: str) -> tuple[str, ...]:
     (a unit test holds both), so a stage is sent only what it uses, and re-runs only when that changes.
     """
     text = (root / "playbooks" / f"{stage}.yml").read_text()
-    return tuple(dict.fromkeys(re.findall(r"\bhivestack_secrets\.([A-Za-z_][A-Za-z0-9_]*)", text)))
+    used = re.findall(r"\bhivestack_secrets\.([A-Za-z_][A-Za-z0-9_]*)", text)
+    if len(used) != text.count("hivestack_secrets"):
+        raise ValueError(f"playbooks/{stage}.yml: name each secret as hivestack_secrets.<name>, nothing else")
+    return tuple(dict.fromkeys(used))
 
 
 def configure_hosts(

@@ -79,16 +79,26 @@ def _split(raw: bytes) -> tuple[str, ...]:
     return tuple(raw.rstrip(b"\0").decode("utf-8", "replace").split("\0")) if raw else ()
 
 
+def _program(base: Path) -> bytes:
+    """A process's start time and the bounds of its environment (fields 22, 50 and 51 of /proc/<pid>/stat): the
+    bounds move when the process starts another program."""
+    fields = (base / "stat").read_bytes().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
+    return b" ".join((fields[19], fields[47], fields[48]))
+
+
 def read_table(
     locate: Callable[[int], str | None], proc: Path = Path("/proc"), last: dict[int, bytes] | None = None
 ) -> list[Process]:
     """The processes now running (kernel threads and zombies have no command line and are left out), each placed by
     `locate` (pid -> host, None for the controller).
 
-    With `last` (pid -> the command line read the time before), only processes that are new or run another command
-    since are read and returned, and `last` is brought up to date. A process's environment is what it was started
-    with, and a secret it was handed stays in its command line or environment as long as it runs, so a process read
-    once needs no second reading: this keeps a sampler cheap enough not to slow what it watches.
+    With `last` (pid -> what identified the program it ran when it was last read), only processes that are new or
+    have started another program since are read and returned, and `last` is brought up to date. A program's
+    environment is what it was started with, and a secret it was handed stays in its command line or environment as
+    long as it runs, so a program read once needs no second reading: this keeps a sampler cheap enough not to slow
+    what it watches. A program is identified by its command line, its start time (a reused pid) and where its
+    environment lies in memory (a new program on the same pid, even with the same arguments); one whose
+    environment could not be read is read again at the next sample.
     """
     table = []
     alive: set[int] = set()
@@ -104,11 +114,15 @@ def read_table(
             if not cmdline:
                 continue
             pid = int(entry.name)
+            identity = b""
             if last is not None:
                 alive.add(pid)
-                if last.get(pid) == cmdline:
+                try:
+                    identity = cmdline + b"\0" + _program(base)
+                except OSError:
+                    continue  # gone
+                if last.get(pid) == identity:
                     continue
-                last[pid] = cmdline
             environ: tuple[str, ...] | None
             try:
                 environ = _split((base / "environ").read_bytes())
@@ -116,6 +130,8 @@ def read_table(
                 environ = None
             except OSError:
                 continue  # gone
+            if last is not None and environ is not None:
+                last[pid] = identity
             table.append(Process(pid, locate(pid) or CONTROLLER, _split(cmdline), environ))
     if last is not None:
         for pid in last.keys() - alive:

@@ -160,8 +160,10 @@ class LabHostProvider(ResourceProvider):
             try:
                 return hosts.wait_ready(network.mgmt_command(spec.names), spec.names, root, spec.name, spec.address)
             except hosts.HostDied:
-                if attempt == attempts:
-                    raise
+                if attempt < attempts:
+                    continue
+                hosts.stop(spec.names, spec.name)
+                raise
             except BaseException:
                 hosts.stop(spec.names, spec.name)  # a failed create leaves no process behind, whatever failed
                 raise

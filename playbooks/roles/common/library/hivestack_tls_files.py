@@ -12,6 +12,7 @@ still say which file drifted. Keys never appear in its output: `material` is a n
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import tempfile
@@ -73,12 +74,17 @@ def wanted(
     for domain in dict.fromkeys(e["domain"] for e in entries):
         out.append(Wanted(os.path.join(root, domain), 0, 0o755, domain))
     for e in entries:
+        missing = [k for k in ("domain", "purpose", "group", "kind") if not e.get(k)]
+        if missing:
+            raise ValueError(f"an entry lacks {', '.join(missing)}: {sorted(e)}")
         if e["kind"] not in KINDS:
             raise ValueError(f"{e['domain']}/{e['purpose']}: kind {e['kind']!r} is not one of {', '.join(KINDS)}")
         ident = f"{e['domain']}/{e['purpose']}"
         if ident not in material:
             raise ValueError(f"{ident}: no material given")
         m, gid, d = material[ident], gid_of(e["group"]), os.path.join(root, e["domain"], e["purpose"])
+        if not m.get("ca"):
+            raise ValueError(f"{ident}: no CA certificate given")
         out.append(Wanted(d, gid, 0o755 if e["kind"] == "trust" else 0o750, e["domain"]))
         out.append(Wanted(os.path.join(d, "ca.pem"), gid, 0o644, e["domain"], m["ca"].encode()))
         if e["kind"] == "trust":
@@ -108,26 +114,38 @@ def differs(w: Wanted) -> bool:
 
 def apply(w: Wanted) -> None:
     if w.content is None:
-        if os.path.lexists(w.path) and not os.path.isdir(w.path):
-            os.unlink(w.path)
+        if os.path.islink(w.path) or (os.path.lexists(w.path) and not os.path.isdir(w.path)):
+            os.unlink(w.path)  # a link or a file where the directory belongs: replaced, never followed
         os.makedirs(w.path, exist_ok=True)
-        os.chown(w.path, 0, w.gid)
+        os.chown(w.path, 0, w.gid, follow_symlinks=False)
         os.chmod(w.path, w.mode)
         return
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(w.path), prefix=".hivestack-")
     try:
-        os.fchmod(fd, 0o600)  # nothing else reads it before it has its owner and mode
-        os.fchown(fd, 0, w.gid)
-        os.write(fd, w.content)
-        os.fchmod(fd, w.mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, w.path)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)  # nothing else reads it before it has its owner and mode
+            os.fchown(f.fileno(), 0, w.gid)
+            f.write(w.content)
+            f.flush()
+            os.fchmod(f.fileno(), w.mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, w.path)  # a link in its place is replaced, not followed
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
+
+
+def converge(every: list[Wanted], check: bool) -> list[Wanted]:
+    """What differs, written unless `check`. Parents come before their children and each is compared when its turn
+    comes: a directory that replaced a link or a file is empty, so what belongs in it is found missing."""
+    done = []
+    for w in every:
+        if differs(w):
+            done.append(w)
+            if not check:
+                apply(w)
+    return done
 
 
 def main() -> None:
@@ -149,12 +167,10 @@ def main() -> None:
             raise  # fail_json exits
 
     try:
-        plan = [w for w in wanted(p["root"], p["entries"], p["material"], gid_of) if differs(w)]
+        every = wanted(p["root"], p["entries"], p["material"], gid_of)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    if not module.check_mode:
-        for w in plan:
-            apply(w)
+    plan = converge(every, check=module.check_mode)
     module.exit_json(
         changed=bool(plan),
         changed_domains=list(dict.fromkeys(w.domain for w in plan if w.content is not None)),
