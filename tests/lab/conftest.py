@@ -86,13 +86,9 @@ class Lab:
 
     def rerun_stages(self, *stages: str) -> dict[str, int]:
         """Run these playbook stages again (`up --replace` of their PlaybookRuns); the tasks each one changed."""
-        state = json.loads(self.pulumi("stack", "export").stdout)
-        urns = [
-            r["urn"]
-            for r in state["deployment"]["resources"]
-            if r["urn"].rsplit("::", 1)[-1] in {f"configure-{s}" for s in stages}
-        ]
-        assert len(urns) == len(stages), f"stages {stages}: found {urns}"
+        runs = stage_runs(self.stack)
+        urns = [runs[s]["urn"] for s in stages if s in runs]
+        assert len(urns) == len(stages), f"stages {stages}: found {sorted(runs)}"
         self.pulumi("up", "--yes", "--non-interactive", *[arg for u in urns for arg in ("--replace", u)])
         configured = json.loads(self.pulumi("stack", "output", "configured", "--json").stdout)
         return {s: configured[s] for s in stages}
@@ -159,14 +155,20 @@ def pulumi(*args: str, timeout: float = PULUMI_S) -> subprocess.CompletedProcess
     return bounded([str(ROOT / "scripts" / "pulumi"), *args], timeout)
 
 
-def stage_durations(stack: str) -> dict[str, float]:
-    """How long each playbook stage of the stack's last `up` took (the PlaybookRun outputs), in stage order."""
-    state = json.loads(pulumi("stack", "export", "--stack", stack).stdout)
-    runs = {
-        r["urn"].rsplit("::configure-", 1)[-1]: r.get("outputs", {}).get("duration_s")
-        for r in state["deployment"]["resources"]
+def stage_runs(stack: str) -> dict[str, dict[str, Any]]:
+    """The stack's PlaybookRun resources from its state, by stage name (resource `configure-<stage>`)."""
+    proc = pulumi("stack", "export", "--stack", stack)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {
+        r["urn"].rsplit("::configure-", 1)[-1]: r
+        for r in json.loads(proc.stdout)["deployment"]["resources"]
         if r["urn"].rsplit("::", 1)[-1].startswith("configure-")
     }
+
+
+def stage_durations(stack: str) -> dict[str, float]:
+    """How long each playbook stage of the stack's last `up` took (the PlaybookRun outputs), in stage order."""
+    runs = {stage: r.get("outputs", {}).get("duration_s") for stage, r in stage_runs(stack).items()}
     return {stage: float(seconds) for stage, seconds in runs.items() if seconds is not None}
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from hivestack.lab import network
 from hivestack.lab.names import LabNames
-from tests.lab.conftest import HIVESTACK, leftovers
+from tests.lab.conftest import HIVESTACK, bounded, leftovers
 
 pytestmark = [pytest.mark.lab, pytest.mark.full]  # make test-full
 PEER = "labpeer"
@@ -27,7 +27,7 @@ def sshd_banner(names: LabNames, address: str) -> bytes:
 def test_second_stack_beside_the_first_then_clean(lab):
     peer = LabNames(PEER)
     before = leftovers(peer)
-    up = subprocess.run([str(HIVESTACK), "lab", "up", "--stack", PEER], capture_output=True, text=True, timeout=1200)
+    up = bounded([str(HIVESTACK), "lab", "up", "--stack", PEER], 1200)
     try:
         # Pulumi's diagnostics come before the outputs, which fill the tail of stdout: the error lines first.
         errors = "\n".join(line for line in up.stdout.splitlines() if "error" in line.lower())
@@ -38,17 +38,13 @@ def test_second_stack_beside_the_first_then_clean(lab):
         assert sshd_banner(peer, address).startswith(b"SSH-")
         assert set(leftovers(peer)["namespaces"]).isdisjoint(leftovers(lab.names)["namespaces"])
         # A crashed run: everything is still there, and clean removes it without touching the other stack.
-        clean = subprocess.run(
-            [str(HIVESTACK), "lab", "clean", "--stack", PEER], capture_output=True, text=True, timeout=1200
-        )
+        clean = bounded([str(HIVESTACK), "lab", "clean", "--stack", PEER], 1200)
         assert clean.returncode == 0, clean.stderr
         assert leftovers(peer) == before
         assert sshd_banner(lab.names, address).startswith(b"SSH-")
     finally:
         # The state still lists what clean removed: destroy reconciles it (and must succeed on a clean machine).
-        down = subprocess.run(
-            [str(HIVESTACK), "lab", "down", "--stack", PEER], capture_output=True, text=True, timeout=1200
-        )
+        down = bounded([str(HIVESTACK), "lab", "down", "--stack", PEER], 1200)
     assert down.returncode == 0, down.stdout[-4000:] + down.stderr
     assert leftovers(peer) == before
 
@@ -78,17 +74,12 @@ def test_latency_between_dcs_and_its_switch(lab):
     one_way_ms = dcs["dc-a"].latency_ms + dcs["dc-b"].latency_ms
     assert delay_hooked()
     assert min_rtt_ms("a-edge-1", "b-edge-1") >= 2 * one_way_ms
-    pulumi = [str(lab.hivestack_root / "scripts" / "pulumi")]
-    subprocess.run(
-        [*pulumi, "config", "set", "hivestack:labLatency", "false", "--stack", lab.stack], check=True, timeout=1200
-    )
+    lab.pulumi("config", "set", "hivestack:labLatency", "false")
     try:
         lab.hivestack("lab", "up")
         assert not delay_hooked()
     finally:
-        subprocess.run(
-            [*pulumi, "config", "rm", "hivestack:labLatency", "--stack", lab.stack], check=True, timeout=1200
-        )
+        lab.pulumi("config", "rm", "hivestack:labLatency")
         lab.hivestack("lab", "up")
     assert delay_hooked()
     assert min_rtt_ms("a-edge-1", "b-edge-1") >= 2 * one_way_ms
