@@ -1,4 +1,5 @@
-"""Cells on the lab: `pulumi up` from zero to serving, a no-op `up`, gateway overhead, writes/s from every DC.
+"""Cells on the lab: `pulumi up` from zero to serving, a no-op `up`, gateway overhead, writes/s from every DC, and
+how fast a gateway answers 503 for a cell with no safe member (target 1.5 s; the lab test checks only the answer).
 
 Everything goes over HTTPS, verified as customers and gateways verify it. Gateway overhead runs the load client on
 an edge host against its own gateway's front door and straight against the ledger of cell 0 on the same host (with
@@ -6,7 +7,10 @@ the gateway's client certificate, as HAProxy calls it), so both paths share ever
 its TLS termination, routing and its own TLS to the ledger. The all-DCs run drives every gateway at once from the
 lab's core namespace. Uses the `lab` stack by default (it is destroyed and rebuilt); do not point it at `labtest`
 while the test suite runs.
-Usage: `.venv/bin/python benchmarks/cells.py [--stack lab] [--duration 10] [--keep]`.
+The 503 measure drains every member of the last cell (the engine's maintenance lever, as the lab test does) while
+a probe in the core namespace writes through the first gateway every 50 ms; it reports the time from the last
+member drained to the first 503, and from the drain lifted to the first write accepted again.
+Usage: `.venv/bin/python benchmarks/cells.py [--stack lab] [--duration 10] [--keep] [--runs 5]`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hivestack.ansible.platform_vars import platform_vars
+from hivestack.engines import engine_for
 from hivestack.topology import load_topology
 from hivestack.topology.ports import BY_NAME
 from hivestack.topology.trust import GATEWAY
@@ -37,6 +42,27 @@ FRONT_DOOR = BY_NAME["gateway-https"].port
 # identity HAProxy presents to ledgers, with the CA it checks them with.
 EDGE_GATEWAY_CA = "/etc/hivestack/tls/gateway/frontend/ca.pem"
 EDGE_LEDGER_CLIENT = "/etc/hivestack/tls/ledger/gateway"
+SWITCH_DEADLINE_S = 30
+# Writes one customer's account through a gateway every 50 ms until the answer's status is argv[4] (or, with
+# "2xx", any success); prints the wall-clock time of that answer. The clock is shared with the benchmark's process.
+PROBE = """
+import json, ssl, sys, time, urllib.error, urllib.request
+url, ca, deadline, want = sys.argv[1], sys.argv[2], time.time() + float(sys.argv[3]), sys.argv[4]
+tls = ssl.create_default_context(cafile=ca)
+while time.time() < deadline:
+    req = urllib.request.Request(url, data=json.dumps({"account": "bench"}).encode(), method="POST")
+    try:
+        status = urllib.request.urlopen(req, context=tls, timeout=5).status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    except OSError:
+        status = 0
+    if str(status) == want or (want == "2xx" and 200 <= status < 300):
+        print(time.time())
+        sys.exit(0)
+    time.sleep(0.05)
+sys.exit(f"no {want} answer within the deadline; last status {status}")
+"""
 
 
 def pulumi(stack: str, *args: str) -> str:
@@ -93,12 +119,52 @@ def serving(core_ns: str, gateways: list[dict], customer: int, ca_file: str) -> 
     return True
 
 
+def switch_times(lab: dict, variables: dict[str, Any], ca_file: str, runs: int) -> list[tuple[float, float]]:
+    """(seconds from the last member drained to the first 503, from the drain lifted to the first 2xx) per run."""
+    cell = variables["hivestack_all_cells"][-1]
+    members = engine_for(variables["hivestack_db_engine"]).members(cell)
+    url = f"{front_door(variables['hivestack_gateways'][0])}/v1/customers/{cell['range_start'] + 9}/accounts"
+    marker = f"/run/hivestack/drain-{cell['name']}"
+
+    def on_members(command: str) -> float:
+        for m in members:
+            proc = in_core(lab["core_ns"], *ssh_to(lab, m.address), command)
+            if proc.returncode != 0:
+                sys.exit(f"{command} on {m.host} failed: {proc.stderr[-500:]}")
+        return time.time()
+
+    def until(want: str, change: str) -> float:
+        probe = subprocess.Popen(
+            ["ip", "netns", "exec", lab["core_ns"], sys.executable, "-c", PROBE, url, ca_file,
+             str(SWITCH_DEADLINE_S), want],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        changed = on_members(change)
+        out, err = probe.communicate(timeout=SWITCH_DEADLINE_S + 10)
+        if probe.returncode != 0:
+            on_members(f"rm -f {marker}")
+            sys.exit(f"waiting for {want} after `{change}`: {err.strip()}")
+        return max(0.0, float(out) - changed)
+
+    times = []
+    for _ in range(runs):
+        until("2xx", "true")  # serving before each run
+        times.append((until("503", f"touch {marker}"), until("2xx", f"rm -f {marker}")))
+    return times
+
+
+def ssh_to(lab: dict, address: str) -> list[str]:
+    return ["ssh", "-i", lab["ssh_key_file"], "-o", "StrictHostKeyChecking=yes", "-o",
+            f"UserKnownHostsFile={lab['known_hosts_file']}", "-o", "LogLevel=ERROR", f"root@{address}"]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stack", default="lab")
     parser.add_argument("--duration", type=float, default=10, help="seconds per load run")
     parser.add_argument("--workers", type=int, default=4, help="per target")
     parser.add_argument("--keep", action="store_true", help="reuse a running stack: skip the zero-to-serving run")
+    parser.add_argument("--runs", type=int, default=5, help="drain/undrain rounds for the 503 measure")
     args = parser.parse_args()
     loaded = load_topology(ROOT / "inventories" / "lab" / "topology.yaml")
     variables = platform_vars(loaded)
@@ -121,7 +187,7 @@ def main() -> None:
         rows.append(("pulumi up: zero to serving (hosts, 5 playbook stages, first write from every DC)",
                      f"{time.monotonic() - start:.0f} s"))  # fmt: skip
     lab = json.loads(pulumi(args.stack, "stack", "output", "lab", "--json"))
-    core_ns, key = lab["core_ns"], lab["ssh_key_file"]
+    core_ns = lab["core_ns"]
     ca_file = gateway_ca(args.stack, Path(scratch.name))
 
     start = time.monotonic()
@@ -129,10 +195,16 @@ def main() -> None:
     unchanged = next((line.strip() for line in out.splitlines() if "unchanged" in line), "?")
     rows.append(("pulumi up with no change", f"{time.monotonic() - start:.1f} s ({unchanged})"))
 
+    times = switch_times(lab, variables, ca_file, args.runs)
+    for label, values in (("no safe member: drained to 503 (target 1.5 s)", [t[0] for t in times]),
+                          ("drain lifted: to the first write accepted", [t[1] for t in times])):  # fmt: skip
+        ordered = sorted(values)
+        rows.append((f"{label}: min / median / max of {len(ordered)}",
+                     f"{ordered[0]:.2f} / {ordered[len(ordered) // 2]:.2f} / {ordered[-1]:.2f} s"))  # fmt: skip
+
     # Gateway overhead, measured on the edge host of the first cell's home DC.
     edge = next(g for g in gateways if g["dc"] == first_cell["home"])
-    ssh = ["ssh", "-i", key, "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={lab['known_hosts_file']}",
-           "-o", "LogLevel=ERROR", f"root@{edge['address']}"]  # fmt: skip
+    ssh = ssh_to(lab, edge["address"])
     subprocess.run(["ip", "netns", "exec", core_ns, *ssh, "cat > /tmp/hivestack-load.py"], input=LOAD.read_text(),
                    text=True, check=True)  # fmt: skip
     customers = f"{first_cell['range_start']}-{first_cell['range_end'] - 1}"

@@ -170,7 +170,7 @@ class Sampler:
         self._interval, self._proc = interval, proc
         self._report = SampleReport(seen={m: set() for m in self._markers})
         self._known: set[tuple[str, int, str, str]] = set()
-        self._last: dict[int, bytes] = {}  # pid -> the command line it was last read with
+        self._last: dict[int, bytes] = {}  # pid -> what identified its program when last read (read_table)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="exposure-sampler", daemon=True)
         self._error: BaseException | None = None
