@@ -30,7 +30,7 @@ VERBS = [
     ["lab", "fault", "restore", "dc-a", "--stack", "no-such-stack"],
     ["drift", "--stack", "no-such-stack", "--only", "no-such-source"],
     ["drill", "list"],
-    ["kube", "config", "--output", "/dev/null", "--stack", "no-such-stack"],
+    ["kubeconfig", "--output", "/dev/null", "--stack", "no-such-stack"],
 ]
 
 

@@ -58,6 +58,6 @@ pulumi.export("cells", {name: cell.props for name, cell in platform.cells.items(
 # Public: clients outside the platform (load clients, checks, drills) verify its services with these.
 pulumi.export("ca_certs", platform.ca_certs())
 if (kubeconfig := platform.operator_kubeconfig()) is not None:
-    pulumi.export("kubeconfig", kubeconfig)  # a secret: `hivestack kube config` writes it to a 0600 file
+    pulumi.export("kubeconfig", kubeconfig)  # a secret: `hivestack kubeconfig` writes it to a 0600 file
 if (access := backend.outputs()) is not None:
     pulumi.export("lab", access)

@@ -1,5 +1,6 @@
-"""`hivestack drift` on the lab: clean when nothing changed; a hand-edited file, a stopped service, a node label
-changed by hand and a host gone are each found and named; exit codes 0 / 1 as docs/conventions.md defines them."""
+"""`hivestack drift` on the lab: clean when nothing changed; a hand-edited file, a stopped service, a node label,
+an API server flag and a Kubernetes etcd member setting changed by hand and a host gone are each found and named;
+exit codes 0 / 1 as docs/conventions.md defines them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ from tests.lab.conftest import pulumi
 pytestmark = [pytest.mark.lab, pytest.mark.full]  # make test-full
 # On a control host, with the identity the roles themselves apply the platform's objects with.
 KUBECTL = "/usr/local/lib/hivestack/kube/bin/kubectl --kubeconfig=/etc/hivestack/kube/apiserver/admin.kubeconfig"
+# On a control host: (file, sed expression) changed by hand; each is put back from a copy kept beside /root.
+APISERVER_UNIT = "/etc/systemd/system/hivestack-kube-apiserver.service"
+KUBE_ETCD_SETTINGS = "/etc/default/hivestack-kube-etcd"
+HAND_EDITS = {
+    APISERVER_UNIT: "s/--anonymous-auth=false/--anonymous-auth=true/",
+    KUBE_ETCD_SETTINGS: 's/^ETCD_HEARTBEAT_INTERVAL=.*/ETCD_HEARTBEAT_INTERVAL="999"/',
+}
 
 
 def drift(lab, *args: str) -> tuple[int, dict]:
@@ -31,11 +39,16 @@ def test_drift_names_an_edited_file_a_stopped_service_and_a_relabelled_node_and_
     # that own them, and one whole run after they are undone proves "clean otherwise" (none before the edits).
     edges = [h for h in lab.topology.placement.hosts if Role.gateway in h.roles and Role.app in h.roles]
     edited, stopped = edges[0], edges[1]
+    control = next(h for h in lab.topology.placement.hosts if Role.k8s_control in h.roles)
     cell = lab.topology.topology.cells[0].name
     remote = {h.name: testinfra.get_host(f"ssh://root@{lab.address(h.name)}", ssh_config=str(lab.ssh_config))
-              for h in (edited, stopped)}  # fmt: skip
+              for h in (edited, stopped, control)}  # fmt: skip
     remote[edited.name].check_output("echo '# edited by hand' >> /etc/haproxy/haproxy.cfg")
     remote[stopped.name].check_output(f"systemctl stop hivestack-ledger@{cell}")
+    for path, edit in HAND_EDITS.items():
+        backup = f"/root/{path.replace('/', '_')}.drift-test"
+        changed = f"cp -p {path} {backup} && sed -i '{edit}' {path} && ! cmp -s {path} {backup}"
+        remote[control.name].check_output(changed)  # fails if the edit changed nothing
     node = lab.topology.placement.simulated_nodes[0]
     keeper = platform_vars(lab.topology)["hivestack_kwok_hosts"][node.dc]  # registers that DC's nodes
 
@@ -55,11 +68,18 @@ def test_drift_names_an_edited_file_a_stopped_service_and_a_relabelled_node_and_
         assert ("ledger", stopped.name, "Run one ledger per cell") in found, found
         assert ("kubernetes", keeper, "Differs from nodes.yaml") in found, found
         assert any(d["source"] == "kubernetes" and d["detail"].endswith(f"Node..{node.name})") for d in report["drift"])
+        for path in HAND_EDITS:
+            assert any((d["source"], d["name"]) == ("kubernetes", control.name) and path in d["detail"]
+                       for d in report["drift"]), (path, report["drift"])  # fmt: skip
         assert ET.parse(junit).getroot().get("failures") == "3"
     finally:
         remote[edited.name].check_output("sed -i '/^# edited by hand$/d' /etc/haproxy/haproxy.cfg")
         remote[stopped.name].check_output(f"systemctl start hivestack-ledger@{cell}")
         relabel(node.pool)
+        for path in HAND_EDITS:
+            backup = f"/root/{path.replace('/', '_')}.drift-test"
+            remote[control.name].check_output(f"mv -f {backup} {path}")
+        remote[control.name].check_output("systemctl daemon-reload")  # the unit file was touched on disk
     rc, report = drift(lab)
     assert (rc, report["status"], report["drift"]) == (0, "clean", []), report
     assert report["checked"] == list(SOURCES), report["checked"]

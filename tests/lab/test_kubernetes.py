@@ -84,7 +84,7 @@ def platform(lab) -> dict[str, Any]:
 def kubeconfig(lab, tmp_path_factory) -> Path:
     """The operator's kubeconfig, written by the CLI verb an operator would use."""
     path = tmp_path_factory.mktemp("kube") / "config"
-    lab.hivestack("kube", "config", "--output", str(path))
+    lab.hivestack("kubeconfig", "--output", str(path))
     assert path.stat().st_mode & 0o777 == 0o600
     return path
 

@@ -45,7 +45,7 @@ def test_the_top_level_help_lists_every_noun_and_imports_none():
     proc = subprocess.run(
         [sys.executable, "-m", "hivestack.cli.main", "--help"], capture_output=True, text=True, timeout=60, check=True
     )
-    assert all(noun in proc.stdout for noun in ("topology", "plan", "lab", "drift", "drill", "kube"))
+    assert all(noun in proc.stdout for noun in ("topology", "plan", "lab", "drift", "drill", "kubeconfig"))
     probe = "import sys\nfrom hivestack.cli.main import parser\nparser(['--help'])\nprint(' '.join(sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert not {m for m in loaded.stdout.split() if m.endswith("_cmd")}, loaded.stdout

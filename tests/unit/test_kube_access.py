@@ -1,5 +1,5 @@
 """The way into Kubernetes: generated keys of the right kind, the operator kubeconfig (one context per DC's gateway,
-the API's one name checked), and `hivestack kube config` writing it 0600 and nowhere else."""
+the API's one name checked), and `hivestack kubeconfig` writing it 0600 and nowhere else."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hivestack.cli import kube_cmd, project
+from hivestack.cli import kubeconfig_cmd, project
 from hivestack.cli.main import main
 from hivestack.components.kubeconfig import operator_kubeconfig
 from hivestack.components.secret import SecretKind, _GeneratedSecretProvider, public_key_pem
@@ -65,34 +65,34 @@ def test_the_operator_kubeconfig_has_a_context_per_dc_through_its_gateway():
     assert config["current-context"] in clusters
 
 
-def test_kube_config_writes_the_secret_0600(monkeypatch, tmp_path: Path, capsys):
+def test_kubeconfig_writes_the_secret_0600(monkeypatch, tmp_path: Path, capsys):
     monkeypatch.setattr(project, "stack_outputs", lambda stack: {"kubeconfig": "[secret]"})
     monkeypatch.setattr(project, "stack_secret_output", lambda stack, name: "apiVersion: v1\n")
     target = tmp_path / "new" / "kubeconfig"
-    assert main(["kube", "config", "--stack", "lab", "--output", str(target)]) == 0
+    assert main(["kubeconfig", "--stack", "lab", "--output", str(target)]) == 0
     assert target.read_text() == "apiVersion: v1\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert "apiVersion" not in capsys.readouterr().out  # the secret goes to the file only
     assert [p.name for p in target.parent.iterdir()] == ["kubeconfig"]  # no temporary file left
 
 
-def test_kube_config_replaces_a_readable_file_with_a_private_one(tmp_path: Path):
+def test_kubeconfig_replaces_a_readable_file_with_a_private_one(tmp_path: Path):
     target = tmp_path / "kubeconfig"
     target.write_text("old")
     target.chmod(0o644)
-    kube_cmd.write_private(target, "new")
+    kubeconfig_cmd.write_private(target, "new")
     assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
-def test_kube_config_without_a_control_plane_cannot_run(monkeypatch, tmp_path: Path, capsys):
+def test_kubeconfig_without_a_control_plane_cannot_run(monkeypatch, tmp_path: Path, capsys):
     monkeypatch.setattr(project, "stack_outputs", lambda stack: {"inventory": {}})
-    assert main(["kube", "config", "--output", str(tmp_path / "k")]) == 2
+    assert main(["kubeconfig", "--output", str(tmp_path / "k")]) == 2
     assert "no Kubernetes control plane" in capsys.readouterr().err
     assert not (tmp_path / "k").exists()
 
 
-def test_kube_config_needs_an_output(capsys):
+def test_kubeconfig_needs_an_output(capsys):
     with pytest.raises(SystemExit) as e:
-        main(["kube", "config"])
+        main(["kubeconfig"])
     assert e.value.code == 2
     assert "--output" in capsys.readouterr().err

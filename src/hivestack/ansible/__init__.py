@@ -3,8 +3,16 @@
 Middle floor: depends on `topology` only.
 """
 
-# Each stage needs the ones before it: the base and TLS, then etcd (GNS lives there), the cells' databases, the
-# gateways (which route to databases and watch etcd, and front the Kubernetes API), the ledger behind the gateways,
-# and the Kubernetes control plane with its simulated nodes. Here, not in `stages`, so that naming them (drift's
-# command line) does not import Pulumi.
-STAGES = ("common", "etcd", "database", "gateway", "ledger", "kubernetes")
+# Each stage and the stages whose results it uses, declared in an order that lists every need first. The base and
+# TLS come first; etcd holds GNS; the cells' databases; the Kubernetes control plane needs only the base (its own
+# etcd, its own trust domains); the gateways route to the databases and watch GNS; the ledger runs behind the
+# gateways with its database users, and retires the account the older stages once shared. `schedule` adds the order
+# that sharing hosts imposes. Here, not in `stages`, so that naming them (drift's command line) does not import Pulumi.
+STAGES: dict[str, tuple[str, ...]] = {
+    "common": (),
+    "etcd": ("common",),
+    "database": ("common",),
+    "kubernetes": ("common",),
+    "gateway": ("etcd", "database"),
+    "ledger": ("database", "gateway"),
+}

@@ -10,11 +10,23 @@ from typing import Any
 
 from hivestack.ansible.platform_vars import firewall_allow, platform_vars
 from hivestack.topology import LoadedTopology
+from hivestack.topology.placement import Host
 
 
 def group(kind: str, name: str) -> str:
     """Ansible group names cannot contain '-': dc-a -> dc_dc_a."""
     return f"{kind}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+
+
+def memberships(host: Host) -> list[str]:
+    """The inventory groups a host is in (besides `all`)."""
+    return [
+        group("dc", host.dc),
+        group("pool", host.pool),
+        *(group("role", r.value) for r in host.roles),
+        *(group("cell", c) for c in host.cells),
+        group("arch", host.arch.value),
+    ]
 
 
 @dataclass(frozen=True)
@@ -46,14 +58,7 @@ def build(loaded: LoadedTopology, stack_outputs: dict[str, Any], trust: HostTrus
     inventory: dict[str, Any] = {"_meta": {"hostvars": {}}, "all": {"children": []}}
     groups: dict[str, set[str]] = {}
     for host in loaded.placement.hosts:
-        memberships = [
-            group("dc", host.dc),
-            group("pool", host.pool),
-            *(group("role", r.value) for r in host.roles),
-            *(group("cell", c) for c in host.cells),
-            group("arch", host.arch.value),
-        ]
-        for g in memberships:
+        for g in memberships(host):
             groups.setdefault(g, set()).add(host.name)
         hostvars: dict[str, Any] = {
             "ansible_host": str(host.address),

@@ -1,4 +1,5 @@
-"""The playbook stages `pulumi up` runs, in order, each a PlaybookRun that re-runs exactly when its inputs change."""
+"""The playbook stages `pulumi up` runs, each a PlaybookRun that re-runs exactly when its inputs change, started
+as soon as the stages it waits for (`schedule.run_after`) are done."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pulumi
 from hivestack.ansible import STAGES
 from hivestack.ansible.inventory import build, first_contact_record
 from hivestack.ansible.playbook import PlaybookRun, PlaybookRunArgs
+from hivestack.ansible.schedule import run_after, stage_hosts
 from hivestack.topology import LoadedTopology
 
 # Stages that copy a binary the project builds: the pinned inputs of that build are part of what they depend on,
@@ -50,12 +52,14 @@ def configure_hosts(
     triggers: list[pulumi.Input[Any]],
     depends_on: list[pulumi.Resource],
 ) -> list[PlaybookRun]:
-    """One PlaybookRun per stage; the inventory is built from the topology and the lab's outputs (if any)."""
+    """One PlaybookRun per stage, in `STAGES` order; the inventory is built from the topology and the lab's outputs
+    (if any)."""
     trust = first_contact_record(root, pulumi.get_stack())  # used where the lab did not make the hosts
     inventory = pulumi.Output.from_input(lab_outputs).apply(
         lambda lab: build(loaded, {"lab": lab} if lab else {}, trust)
     )
-    runs: list[PlaybookRun] = []
+    after = run_after(STAGES, stage_hosts(root, loaded))
+    runs: dict[str, PlaybookRun] = {}
     for stage in STAGES:
         used = secrets_used(root, stage)
         own = secrets.apply(lambda every, used=used: {k: every[k] for k in used if k in every})
@@ -68,7 +72,7 @@ def configure_hosts(
                 secret_vars={"hivestack_secrets": own},
                 triggers=[*triggers, *([tools_digest(root, BUILT_TOOLS[stage])] if stage in BUILT_TOOLS else [])],
             ),
-            pulumi.ResourceOptions(depends_on=[*depends_on, *runs[-1:]]),
+            pulumi.ResourceOptions(depends_on=[*depends_on, *(runs[s] for s in after[stage])]),
         )
-        runs.append(run)
-    return runs
+        runs[stage] = run
+    return list(runs.values())

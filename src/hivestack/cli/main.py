@@ -24,7 +24,7 @@ NOUNS = {
     "lab": ("hivestack.cli.lab_cmd", "the embedded multi-DC lab on this machine"),
     "drift": ("hivestack.cli.drift_cmd", "resources, hosts, files and services that no longer match (exit 1)"),
     "drill": ("hivestack.cli.drill_cmd", "disaster-recovery drills: cut a DC under load, measure RTO/RPO"),
-    "kube": ("hivestack.cli.kube_cmd", "the Kubernetes layer of a stack"),
+    "kubeconfig": ("hivestack.cli.kubeconfig_cmd", "write a stack's operator kubeconfig (0600): a context per DC"),
 }
 
 

@@ -61,7 +61,7 @@ KUBE_KWOK = KubeUser("kwok", "hivestack:kwok")
 KUBE_ADMIN = KubeUser("admin", "hivestack:admin", ("system:masters",))
 # What the gateways' /readyz checks present: a user with no rights beyond the public health endpoints.
 KUBE_GATEWAY_HEALTH = KubeUser("health", "hivestack:gateway-health")
-# The operator kubeconfig (`hivestack kube config`): bound to cluster-admin by the operators group, not masters,
+# The operator kubeconfig (`hivestack kubeconfig`): bound to cluster-admin by the operators group, not masters,
 # so RBAC can narrow it.
 KUBE_OPERATOR = KubeUser("kubectl", "hivestack:operator", ("hivestack:operators",))
 KUBE_OPERATOR_ID = "operator/kubectl"

@@ -1,4 +1,4 @@
-"""`hivestack kube config`: the operator kubeconfig of a stack, written where kubectl and the checks read it.
+"""`hivestack kubeconfig`: the operator kubeconfig of a stack, written where kubectl and the checks read it.
 
 The kubeconfig holds the operator's client key, so it only ever goes to a file made 0600 before anything is written
 to it (never to the terminal, never through a world-readable moment), and it replaces the old file in one rename.
@@ -19,11 +19,9 @@ DEFAULT_STACK = "lab"
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    config = verbs.add_parser("config", help="write the operator kubeconfig (0600): one context per DC's gateway")
-    config.add_argument("--stack", default=DEFAULT_STACK, help=f"stack to read (default: {DEFAULT_STACK})")
-    config.add_argument("--output", type=Path, required=True, metavar="PATH", help="file to write (mode 0600)")
-    config.set_defaults(run=run_config)
+    p.add_argument("--stack", default=DEFAULT_STACK, help=f"stack to read (default: {DEFAULT_STACK})")
+    p.add_argument("--output", type=Path, required=True, metavar="FILE", help="file to write (mode 0600)")
+    p.set_defaults(run=run)
 
 
 def write_private(path: Path, text: str) -> None:
@@ -42,7 +40,7 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
-def run_config(args: argparse.Namespace, out: Console, _err: Console) -> int:
+def run(args: argparse.Namespace, out: Console, _err: Console) -> int:
     project.stack_config(args.stack)  # an unknown stack is a usage error, before anything runs
     if "kubeconfig" not in project.stack_outputs(args.stack):
         raise CannotRun(f"stack {args.stack!r} has no Kubernetes control plane (no kubeconfig output); run `up` first")
