@@ -51,6 +51,11 @@ if configure if configure is not None else backend_name == "lab":
         depends_on=[*platform.tls.values(), *machines],
     )
     pulumi.export("configured", {stage: run.changed for stage, run in zip(STAGES, stages, strict=True)})
+    # What `hivestack lab up` prints: how long each stage took and when it ended (an older run's, if it did not run).
+    pulumi.export(
+        "stage_times",
+        {s: {"seconds": r.duration_s, "finished_at": r.finished_at} for s, r in zip(STAGES, stages, strict=True)},
+    )
 
 pulumi.export("topology", topology.topology.name)
 pulumi.export("inventory", platform.inventory())

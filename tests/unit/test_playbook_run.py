@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,7 @@ def props(root: Path, **extra: Any) -> dict[str, Any]:
         "changed": None,
         "hosts": None,
         "duration_s": None,
+        "finished_at": None,
         **extra,
     }
 
@@ -173,10 +175,12 @@ def calls(monkeypatch) -> list[dict[str, Any]]:
 
 def test_create_and_update_run_the_playbook(project: Path, calls):
     provider = _PlaybookRunProvider()
+    before = time.time()
     created = provider.create(props(project))
     assert created.id
     outs = created.outs
     assert outs["changed"] == 2 and outs["duration_s"] == 1.25
+    assert before <= outs["finished_at"] <= time.time()
     assert outs["hosts"] == {"h1": {"ok": 4, "changed": 2, "failed": 0, "unreachable": 0, "skipped": 0}}
     assert outs["inputs_hash"] == "aaa" and outs["secret_vars"] == {"etcd_password": "p1"}
     run = calls[1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,13 @@ class _PlaybookRunProvider(ResourceProvider):
             _restore_ints(props.get("secret_vars") or {}),
         )
         result.raise_for_failure()
-        return {**props, "changed": result.changed, "hosts": result.host_stats(), "duration_s": result.duration_s}
+        return {
+            **props,
+            "changed": result.changed,
+            "hosts": result.host_stats(),
+            "duration_s": result.duration_s,
+            "finished_at": time.time(),  # wall clock: tells a run of this `up` from an older one
+        }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=uuid.uuid4().hex, outs=self._run(props))
@@ -146,12 +153,14 @@ class _PlaybookRunProvider(ResourceProvider):
 
 
 class PlaybookRun(Resource):
-    """One playbook run. Outputs: `inputs_hash`, `changed` (tasks), `hosts` (per-host stats), `duration_s`."""
+    """One playbook run. Outputs: `inputs_hash`, `changed` (tasks), `hosts` (per-host stats), `duration_s`,
+    `finished_at` (Unix time)."""
 
     inputs_hash: pulumi.Output[str]
     changed: pulumi.Output[int]
     hosts: pulumi.Output[dict[str, dict[str, int]]]
     duration_s: pulumi.Output[float]
+    finished_at: pulumi.Output[float]
     secret_vars: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, args: PlaybookRunArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -176,6 +185,7 @@ class PlaybookRun(Resource):
                 "changed": None,
                 "hosts": None,
                 "duration_s": None,
+                "finished_at": None,
             },
             opts,
         )

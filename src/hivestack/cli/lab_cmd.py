@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +48,47 @@ def run_up(args: argparse.Namespace, out: Console, err: Console) -> int:
     project.topology_path(args.stack)  # fails early and clearly on an unknown stack
     project.select_stack(args.stack)
     _clear_stale_locks(args.stack, out)
-    start = time.monotonic()
+    start, began = time.monotonic(), time.time()
     proc = project.pulumi("up", "--yes", "--refresh", "--policy-pack", "policies", "--stack", args.stack)
     if proc.returncode != 0:
         err.print(f"error: pulumi up of stack {args.stack!r} failed (exit {proc.returncode}); see above")
         return CANNOT_RUN
     outputs = project.stack_outputs(args.stack)
     out.print(f"lab stack {args.stack!r} up in {time.monotonic() - start:.0f} s", style="bold")
+    _print_stages(stage_times(outputs.get("stage_times", {}), began), out)
     _print_where(args.stack, outputs, out)
     return OK
+
+
+@dataclass(frozen=True)
+class StageTime:
+    stage: str
+    seconds: float
+    started_s: float | None  # after the `up` began; None when the stage did not run in it (nothing changed)
+
+
+def stage_times(exported: dict[str, dict[str, float]], began: float) -> list[StageTime]:
+    """The stack's `stage_times` output read against the wall-clock time this `up` began, in stage order."""
+    rows = []
+    for stage, t in exported.items():
+        ran = t.get("finished_at") is not None and t["finished_at"] >= began
+        seconds = float(t.get("seconds") or 0.0)
+        rows.append(StageTime(stage, seconds, t["finished_at"] - seconds - began if ran else None))
+    return rows
+
+
+def _print_stages(rows: list[StageTime], out: Console) -> None:
+    if not rows:
+        return
+    table = Table(title="playbook stages (side by side where their spans overlap)")
+    for col in ("stage", "took", "from - to (s after the up began)"):
+        table.add_column(col)
+    for r in rows:
+        if r.started_s is None:
+            table.add_row(r.stage, "-", "unchanged: not run")
+        else:
+            table.add_row(r.stage, f"{r.seconds:.0f} s", f"{r.started_s:.0f} - {r.started_s + r.seconds:.0f}")
+    out.print(table)
 
 
 def _print_where(stack: str, outputs: dict[str, Any], out: Console) -> None:
