@@ -1,6 +1,11 @@
-"""`hivestack lab up` prints each stage's time: a stage that ran in this `up` with its span, an older run as not run."""
+"""The times `hivestack lab` prints: `up`, each stage's time (a stage that ran in this `up` with its span, an older
+run as not run); `fault`, how long after the command started the fault took effect."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import time
 
 import pytest
 from rich.console import Console
@@ -37,3 +42,12 @@ def test_the_table_names_every_stage():
     text = console.export_text()
     assert "common" in text and "100 s" in text and "50 - 150" in text
     assert "etcd" in text and "unchanged: not run" in text
+
+
+def test_a_fault_is_timed_from_the_start_of_its_process():
+    # A process that waits 0.3 s before it asks: its own clock says at least that, and at most what its parent saw.
+    script = "import time; time.sleep(0.3); from hivestack.cli.lab_cmd import since_start; print(since_start())"
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    seen = time.monotonic() - start
+    assert 0.3 <= float(proc.stdout) <= seen + 0.02, (proc.stdout, seen)  # + one kernel tick of rounding
