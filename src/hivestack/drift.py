@@ -3,8 +3,9 @@
 Two views, one report: `pulumi preview --refresh --expect-no-changes` names resources that drifted (a lab host
 removed by hand, a changed input), and every playbook stage run in check mode with diff names the host, task and
 file or service that would change. The stages are checked with the inputs they were last applied with (kept in
-each PlaybookRun's state), against the roles in this checkout. `only` narrows the report to some of these sources
-(a quick resources-only check, or the stages a change touched): each stage's check takes minutes.
+each PlaybookRun's state), against the roles in this checkout. All of them run side by side (nothing here writes).
+`only` narrows the report to some of these sources (a quick resources-only check, or the stages a change touched):
+a stage's check takes minutes.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import json
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hivestack.ansible import STAGES
-from hivestack.ansible.runner import run_playbook
+from hivestack.ansible.runner import PlaybookResult, run_playbook_isolated
 
 OK, DRIFTED, CANNOT_CHECK = 0, 1, 2
 # What a report can be made of: pulumi's view of the resources, then each playbook stage in order.
@@ -77,13 +79,15 @@ class DriftReport:
 Pulumi = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def resource_drift(pulumi: Pulumi, stack: str, report: DriftReport) -> None:
+def resource_drift(pulumi: Pulumi, stack: str) -> DriftReport:
+    """What `pulumi preview --refresh` would change: each resource and the operation, in a report of its own."""
+    report = DriftReport(stack)
     proc = pulumi("preview", "--refresh", "--expect-no-changes", "--json", "--non-interactive", "--stack", stack)
     try:
         preview = json.loads(proc.stdout)
     except json.JSONDecodeError:
         report.errors.append(f"pulumi preview failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
-        return
+        return report
     report.checked.append("pulumi")
     for step in preview.get("steps", []):
         # `refresh` steps only re-read state (what changed shows up as the steps planned after them).
@@ -91,6 +95,7 @@ def resource_drift(pulumi: Pulumi, stack: str, report: DriftReport) -> None:
             name = step["urn"].rsplit("::", 1)[-1]
             reasons = ", ".join(step.get("diffReasons") or [])
             report.drift.append(Drift("pulumi", name, step["op"] + (f" ({reasons})" if reasons else "")))
+    return report
 
 
 def _plain(value: Any) -> Any:
@@ -100,49 +105,31 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def host_drift(
-    root: Path,
-    pulumi: Pulumi,
-    stack: str,
-    report: DriftReport,
-    progress: Callable[[str], None],
-    stages: Collection[str] | None = None,
-) -> None:
-    """Every stage the stack has applied, or only `stages` (one never applied is then a "could not check")."""
+def _stage_runs(pulumi: Pulumi, stack: str, report: DriftReport) -> dict[str, dict[str, Any]] | None:
+    """The outputs of every PlaybookRun in the stack's state, by stage (None: the state could not be read)."""
     proc = pulumi("stack", "export", "--show-secrets", "--stack", stack)
     if proc.returncode != 0:
         report.errors.append(f"cannot read the state of stack {stack}: {proc.stderr.strip()[-500:]}")
-        return
-    runs = {
+        return None
+    return {
         r["urn"].rsplit("::", 1)[-1].removeprefix("configure-"): r["outputs"]
         for r in json.loads(proc.stdout)["deployment"].get("resources", [])
         if r["urn"].rsplit("::", 1)[-1].startswith("configure-") and "playbook" in r.get("outputs", {})
     }
-    missing = {d.name for d in report.drift}  # hosts whose machine pulumi already reports gone
-    wanted = [s for s in STAGES if s in runs] if stages is None else [s for s in STAGES if s in stages]
-    for stage in (s for s in wanted if s not in runs):
-        report.errors.append(f"{stage}: stack {stack} never applied this stage: nothing to compare with")
-    for stage in (s for s in wanted if s in runs):
-        progress(f"checking stage {stage} (check mode)")
-        applied = runs[stage]
-        result = run_playbook(
-            root,
-            applied["playbook"],
-            _plain(applied["inventory"]),
-            _plain(applied.get("extravars") or {}),
-            _plain(applied["secret_vars"]),
-            check=True,
-            diff=True,
-        )
-        report.checked.append(stage)
-        for host, items in sorted(result.drift.items()):
-            for item in items:
-                what = f" ({', '.join(item.changes)})" if item.changes else ""
-                report.drift.append(Drift(stage, host, f"{item.task}{what}"))
-        for failure in result.failures:
-            if failure.unreachable and f"{failure.host}-machine" in missing:
-                continue  # already reported: the host itself is gone
-            report.errors.append(f"{stage}: {failure.host}: {failure.task}: {failure.message}")
+
+
+def _check_stage(root: Path, applied: dict[str, Any]) -> PlaybookResult:
+    """One stage in check mode with diff, with the inputs it was last applied with, in a process of its own (so
+    that stages run side by side, and an interrupt reaches each run, which then removes its secrets)."""
+    return run_playbook_isolated(
+        root,
+        applied["playbook"],
+        _plain(applied["inventory"]),
+        _plain(applied.get("extravars") or {}),
+        _plain(applied["secret_vars"]),
+        check=True,
+        diff=True,
+    )
 
 
 def check(
@@ -152,12 +139,44 @@ def check(
     progress: Callable[[str], None] = lambda _: None,
     only: Collection[str] | None = None,
 ) -> DriftReport:
-    """Every source, or only those in `only` (names from SOURCES)."""
+    """Every source, or only those in `only` (names from SOURCES), all side by side: the preview and each stage
+    only read (check mode changes nothing), so none waits for another. The report lists them in SOURCES order."""
     report = DriftReport(stack)
-    if only is None or "pulumi" in only:
-        progress("pulumi preview --refresh --expect-no-changes")
-        resource_drift(pulumi, stack, report)
     stages = None if only is None else [s for s in only if s in STAGES]
-    if stages is None or stages:
-        host_drift(root, pulumi, stack, report, progress, stages)
+    with ThreadPoolExecutor(max_workers=len(SOURCES)) as pool:
+        preview: Future[DriftReport] | None = None
+        if only is None or "pulumi" in only:
+            progress("pulumi preview --refresh --expect-no-changes")
+            preview = pool.submit(resource_drift, pulumi, stack)
+        checks: dict[str, Future[PlaybookResult]] = {}
+        if stages is None or stages:
+            runs = _stage_runs(pulumi, stack, report)
+            if runs is not None:
+                wanted = [s for s in STAGES if s in runs] if stages is None else [s for s in STAGES if s in stages]
+                for stage in (s for s in wanted if s not in runs):
+                    report.errors.append(f"{stage}: stack {stack} never applied this stage: nothing to compare with")
+                checks = {s: pool.submit(_check_stage, root, runs[s]) for s in wanted if s in runs}
+                if checks:
+                    progress(f"checking {', '.join(checks)} side by side (check mode)")
+        if preview is not None:
+            found = preview.result()
+            report.drift += found.drift
+            report.errors += found.errors
+            report.checked += found.checked
+        missing = {d.name for d in report.drift}  # hosts whose machine pulumi already reports gone
+        for stage, future in checks.items():
+            try:
+                result = future.result()
+            except RuntimeError as e:  # the runner process itself failed
+                report.errors.append(f"{stage}: {e}")
+                continue
+            report.checked.append(stage)
+            for host, items in sorted(result.drift.items()):
+                for item in items:
+                    what = f" ({', '.join(item.changes)})" if item.changes else ""
+                    report.drift.append(Drift(stage, host, f"{item.task}{what}"))
+            for failure in result.failures:
+                if failure.unreachable and f"{failure.host}-machine" in missing:
+                    continue  # already reported: the host itself is gone
+                report.errors.append(f"{stage}: {failure.host}: {failure.task}: {failure.message}")
     return report

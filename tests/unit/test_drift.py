@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def test_stages_report_hosts_tasks_and_skip_hosts_already_gone(monkeypatch):
             {"c-edge-1": [DriftItem("Write HAProxy's configuration", ("/etc/haproxy/haproxy.cfg",))]},
         )  # fmt: skip
 
-    monkeypatch.setattr(drift, "run_playbook", fake_run)
+    monkeypatch.setattr(drift, "run_playbook_isolated", fake_run)
     report = drift.check(Path("."), fake_pulumi(json.dumps(PREVIEW), export), "lab")
     assert seen == {"playbook": "gateway.yml", "secret_vars": {"hivestack_secrets": {"p": "s"}}, "check": True,
                     "diff": True}  # fmt: skip
@@ -119,7 +120,7 @@ def test_only_pulumi_neither_reads_the_state_nor_runs_a_stage(monkeypatch):
         calls.append(args[0])
         return fake_pulumi(json.dumps(PREVIEW))(*args)
 
-    monkeypatch.setattr(drift, "run_playbook", lambda *a, **k: pytest.fail("a stage ran"))
+    monkeypatch.setattr(drift, "run_playbook_isolated", lambda *a, **k: pytest.fail("a stage ran"))
     report = drift.check(Path("."), pulumi, "lab", only=["pulumi"])
     assert calls == ["preview"] and report.checked == ["pulumi"]
 
@@ -133,7 +134,7 @@ def test_only_some_stages_skips_the_preview_and_names_a_stage_never_applied(monk
         ran.append(playbook)
         return PlaybookResult(playbook, 0, "successful", {}, 1.0, [], {})
 
-    monkeypatch.setattr(drift, "run_playbook", fake_run)
+    monkeypatch.setattr(drift, "run_playbook_isolated", fake_run)
     report = drift.check(Path("."), fake_pulumi("not json", export), "lab", only=["ledger", "gateway"])
     assert ran == ["gateway.yml"] and report.checked == ["gateway"]
     assert report.errors == ["ledger: stack lab never applied this stage: nothing to compare with"]
@@ -144,3 +145,42 @@ def test_only_names_a_known_source(capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["drift", "--only", "etdc"])
     assert stopped.value.code == 2 and "invalid choice: 'etdc'" in capsys.readouterr().err
+
+
+def test_the_preview_and_every_stage_run_side_by_side_and_are_reported_in_order(monkeypatch):
+    stages = ["common", "etcd", "gateway"]
+    export = {"deployment": {"resources": [
+        {"urn": f"urn:x::y::configure-{s}", "outputs": {"playbook": f"{s}.yml", "inventory": {}, "secret_vars": {}}}
+        for s in reversed(stages)
+    ]}}  # fmt: skip
+    # Each run and the preview wait until all of them have started: one after another, the first would wait alone
+    # until the barrier's deadline and break it.
+    together = threading.Barrier(len(stages) + 1, timeout=60)
+    preview = fake_pulumi(json.dumps({"steps": []}), export)
+
+    def pulumi(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        if args[0] == "preview":
+            together.wait()
+        return preview(*args, **kw)
+
+    def fake_run(root, playbook, *_: object, **__: object) -> PlaybookResult:
+        together.wait()
+        return PlaybookResult(playbook, 0, "successful", {}, 1.0, [], {"h": [DriftItem(playbook, ())]})
+
+    monkeypatch.setattr(drift, "run_playbook_isolated", fake_run)
+    report = drift.check(Path("."), pulumi, "lab", only=["pulumi", *stages])
+    assert report.checked == ["pulumi", *stages]
+    assert [d.detail for d in report.drift] == [f"{s}.yml" for s in stages]
+
+
+def test_a_stage_whose_runner_process_failed_could_not_be_checked(monkeypatch):
+    export = {"deployment": {"resources": [{"urn": "urn:x::y::configure-etcd", "outputs": {
+        "playbook": "etcd.yml", "inventory": {}, "secret_vars": {}}}]}}  # fmt: skip
+
+    def failing(*_: object, **__: object) -> PlaybookResult:
+        raise RuntimeError("playbook etcd.yml: the runner process failed: boom")
+
+    monkeypatch.setattr(drift, "run_playbook_isolated", failing)
+    report = drift.check(Path("."), fake_pulumi("", export), "lab", only=["etcd"])
+    assert report.errors == ["etcd: playbook etcd.yml: the runner process failed: boom"]
+    assert report.checked == [] and report.status == drift.CANNOT_CHECK
