@@ -276,3 +276,37 @@ def test_each_stage_is_sent_only_the_secrets_its_playbook_hands_to_its_roles(roo
         assert "hivestack_secrets" not in path.read_text(), path
     for path in (root / "playbooks" / "roles").rglob("*.j2"):
         assert "hivestack_secrets" not in path.read_text(), path
+
+
+def test_each_stage_is_sent_the_trust_domains_it_installs_and_every_domain_reaches_a_stage(root):
+    from hivestack.ansible import STAGES
+    from hivestack.ansible.stages import only_domains, stage_secrets, tls_domains
+    from hivestack.topology import load_topology
+    from hivestack.topology.trust import trust_domains
+    from tests.conftest import LAB_TOPOLOGY
+
+    domains = [d.name for d in trust_domains(load_topology(LAB_TOPOLOGY))]
+    sent = {stage: set(only_domains(dict.fromkeys(domains), tls_domains(root, stage))) for stage in STAGES}
+    assert sent["common"] == set()
+    assert sent["etcd"] == {"etcd-peer", "etcd-client"}
+    assert sent["database"] == {d for d in domains if d.startswith("db-")} != set()
+    assert sent["kubernetes"] == {"k8s-etcd-peer", "k8s-etcd-client", "kube-api"}
+    assert set().union(*sent.values()) == set(domains)  # no domain that no stage installs
+    for stage in STAGES:  # no pattern that names nothing
+        assert all(only_domains(dict.fromkeys(domains), (p,)) for p in tls_domains(root, stage)), stage
+    every = {"tls": {d: {"ca_cert": "x"} for d in domains}, "cells": {"cell-a": {}}, "etcd_root_password": "p"}
+    assert stage_secrets(every, ("etcd_root_password", "tls"), ("etcd-*",)) == {
+        "etcd_root_password": "p",
+        "tls": {"etcd-peer": {"ca_cert": "x"}, "etcd-client": {"ca_cert": "x"}},
+    }
+
+
+def test_a_play_that_hands_over_tls_without_naming_its_domains_is_refused(tmp_path: Path):
+    from hivestack.ansible.stages import tls_domains
+
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "x.yml").write_text(
+        "- name: X\n  hosts: all\n  roles:\n    - role: r\n      vars:\n        r_tls: '{{ hivestack_secrets.tls }}'\n"
+    )
+    with pytest.raises(ValueError, match="without naming its domains"):
+        tls_domains(tmp_path, "x")

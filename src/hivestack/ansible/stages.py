@@ -3,12 +3,15 @@ as soon as the stages it waits for (`schedule.run_after`) are done."""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pulumi
+import yaml
 
 from hivestack.ansible import STAGES
 from hivestack.ansible.inventory import build, first_contact_record
@@ -44,6 +47,31 @@ def secrets_used(root: Path, stage: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(used))
 
 
+def tls_domains(root: Path, stage: str) -> tuple[str, ...]:
+    """The trust domains (fnmatch patterns) whose certificates a stage installs: every play that hands
+    `hivestack_secrets.tls` to its roles lists them in its `hivestack_tls_domains` variable, so a stage is sent those
+    domains alone and a new identity in another domain does not re-run it."""
+    plays = yaml.safe_load((root / "playbooks" / f"{stage}.yml").read_text()) or []
+    patterns: list[str] = []
+    for play in plays:
+        declared = (play.get("vars") or {}).get("hivestack_tls_domains")
+        if re.search(r"\bhivestack_secrets\.tls\b", yaml.safe_dump(play)) and not declared:
+            raise ValueError(f"playbooks/{stage}.yml: play {play.get('name')!r} uses hivestack_secrets.tls "
+                             "without naming its domains in hivestack_tls_domains")  # fmt: skip
+        patterns += declared or []
+    return tuple(dict.fromkeys(patterns))
+
+
+def only_domains(tls: Mapping[str, Any], patterns: tuple[str, ...]) -> dict[str, Any]:
+    """The material of the domains that match one of `patterns`."""
+    return {domain: v for domain, v in tls.items() if any(fnmatch.fnmatchcase(domain, p) for p in patterns)}
+
+
+def stage_secrets(every: Mapping[str, Any], used: tuple[str, ...], domains: tuple[str, ...]) -> dict[str, Any]:
+    """What a stage is sent of the generated secrets: those its playbook names, of TLS only its domains."""
+    return {k: only_domains(every[k], domains) if k == "tls" else every[k] for k in used if k in every}
+
+
 def configure_hosts(
     root: Path,
     loaded: LoadedTopology,
@@ -61,8 +89,8 @@ def configure_hosts(
     after = run_after(STAGES, stage_hosts(root, loaded))
     runs: dict[str, PlaybookRun] = {}
     for stage in STAGES:
-        used = secrets_used(root, stage)
-        own = secrets.apply(lambda every, used=used: {k: every[k] for k in used if k in every})
+        used, domains = secrets_used(root, stage), tls_domains(root, stage)
+        own = secrets.apply(lambda every, used=used, domains=domains: stage_secrets(every, used, domains))
         run = PlaybookRun(
             f"configure-{stage}",
             PlaybookRunArgs(
