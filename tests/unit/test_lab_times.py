@@ -17,12 +17,12 @@ pytestmark = pytest.mark.unit
 BEGAN = 1_000.0
 
 
-def test_only_runs_that_ended_after_the_up_began_count_with_their_span():
-    exported = {
+def test_only_runs_that_ended_after_the_up_began_count_with_their_span_in_stage_order():
+    exported = {  # as Pulumi returns it: sorted by name
         "common": {"seconds": 100.0, "finished_at": 1_150.0},
         "etcd": {"seconds": 20.0, "finished_at": 900.0},  # an earlier `up`'s run
-        "kubernetes": {"seconds": 90.0, "finished_at": 1_250.0},
         "gateway": {"seconds": 30.0, "finished_at": 1_190.0},
+        "kubernetes": {"seconds": 90.0, "finished_at": 1_250.0},
     }
     assert stage_times(exported, BEGAN) == [
         StageTime("common", 100.0, 50.0),

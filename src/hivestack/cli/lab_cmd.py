@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from hivestack.ansible import STAGES
 from hivestack.cli import project
 from hivestack.cli.errors import CANNOT_RUN, FOUND_PROBLEM, OK, CannotRun
 from hivestack.lab import cleanup, faults, hosts, network
@@ -70,9 +71,10 @@ class StageTime:
 
 
 def stage_times(exported: dict[str, dict[str, float]], began: float) -> list[StageTime]:
-    """The stack's `stage_times` output read against the wall-clock time this `up` began, in stage order."""
+    """The stack's `stage_times` output read against the wall-clock time this `up` began, in `STAGES` order (the
+    output's keys come back sorted by name)."""
     rows = []
-    for stage, t in exported.items():
+    for stage, t in sorted(exported.items(), key=lambda item: list(STAGES).index(item[0]) if item[0] in STAGES else 99):
         ran = t.get("finished_at") is not None and t["finished_at"] >= began
         seconds = float(t.get("seconds") or 0.0)
         rows.append(StageTime(stage, seconds, t["finished_at"] - seconds - began if ran else None))
