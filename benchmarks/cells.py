@@ -7,9 +7,10 @@ the gateway's client certificate, as HAProxy calls it), so both paths share ever
 its TLS termination, routing and its own TLS to the ledger. The all-DCs run drives every gateway at once from the
 lab's core namespace. Uses the `lab` stack by default (it is destroyed and rebuilt); do not point it at `labtest`
 while the test suite runs.
-The 503 measure drains every member of the last cell (the engine's maintenance lever, as the lab test does) while
-a probe in the core namespace writes through the first gateway every 50 ms; it reports the time from the last
-member drained to the first 503, and from the drain lifted to the first write accepted again.
+The 503 measure drains every member of the last cell (the engine's maintenance lever, as the lab test does), then
+writes through the first gateway every 50 ms from the core namespace: it reports the time from the last member
+drained to the first 503, and from the home member's drain lifted to the first write accepted again (upper bounds:
+the probe's start-up counts).
 Usage: `.venv/bin/python benchmarks/cells.py [--stack lab] [--duration 10] [--keep] [--runs 5]`.
 """
 
@@ -44,11 +45,12 @@ EDGE_GATEWAY_CA = "/etc/hivestack/tls/gateway/frontend/ca.pem"
 EDGE_LEDGER_CLIENT = "/etc/hivestack/tls/ledger/gateway"
 SWITCH_DEADLINE_S = 30
 # Writes one customer's account through a gateway every 50 ms until the answer's status is argv[4] (or, with
-# "2xx", any success); prints the wall-clock time of that answer. The clock is shared with the benchmark's process.
+# "2xx", any success); prints the wall-clock time of that answer (the clock is shared with the benchmark's process).
 PROBE = """
 import json, ssl, sys, time, urllib.error, urllib.request
 url, ca, deadline, want = sys.argv[1], sys.argv[2], time.time() + float(sys.argv[3]), sys.argv[4]
 tls = ssl.create_default_context(cafile=ca)
+status = None
 while time.time() < deadline:
     req = urllib.request.Request(url, data=json.dumps({"account": "bench"}).encode(), method="POST")
     try:
@@ -120,36 +122,43 @@ def serving(core_ns: str, gateways: list[dict], customer: int, ca_file: str) -> 
 
 
 def switch_times(lab: dict, variables: dict[str, Any], ca_file: str, runs: int) -> list[tuple[float, float]]:
-    """(seconds from the last member drained to the first 503, from the drain lifted to the first 2xx) per run."""
+    """(seconds from the last member drained to the first 503, from the home member's drain lifted to the first
+    2xx) per run."""
     cell = variables["hivestack_all_cells"][-1]
     members = engine_for(variables["hivestack_db_engine"]).members(cell)
     url = f"{front_door(variables['hivestack_gateways'][0])}/v1/customers/{cell['range_start'] + 9}/accounts"
     marker = f"/run/hivestack/drain-{cell['name']}"
 
-    def on_members(command: str) -> float:
-        for m in members:
+    def on_members(command: str, which: list) -> float:
+        """Run the command on these members in turn; when the last one was done."""
+        for m in which:
             proc = in_core(lab["core_ns"], *ssh_to(lab, m.address), command)
             if proc.returncode != 0:
                 sys.exit(f"{command} on {m.host} failed: {proc.stderr[-500:]}")
         return time.time()
 
-    def until(want: str, change: str) -> float:
-        probe = subprocess.Popen(
+    def until(want: str, command: str, which: list) -> float:
+        """Seconds from the command done on these members to the first `want` answer. The probe starts once the
+        change is made, so an answer of the moment before it (a write the home member's drain cut short answers 503
+        while a backup still takes over) is never taken; its start-up counts: an upper bound."""
+        changed = on_members(command, which)
+        probe = subprocess.run(
             ["ip", "netns", "exec", lab["core_ns"], sys.executable, "-c", PROBE, url, ca_file,
              str(SWITCH_DEADLINE_S), want],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            capture_output=True, text=True, timeout=SWITCH_DEADLINE_S + 10, check=False,
         )  # fmt: skip
-        changed = on_members(change)
-        out, err = probe.communicate(timeout=SWITCH_DEADLINE_S + 10)
         if probe.returncode != 0:
-            on_members(f"rm -f {marker}")
-            sys.exit(f"waiting for {want} after `{change}`: {err.strip()}")
-        return max(0.0, float(out) - changed)
+            on_members(f"rm -f {marker}", members)
+            sys.exit(f"waiting for {want} after `{command}`: {probe.stderr.strip()}")
+        return float(probe.stdout) - changed
 
     times = []
     for _ in range(runs):
-        until("2xx", "true")  # serving before each run
-        times.append((until("503", f"touch {marker}"), until("2xx", f"rm -f {marker}")))
+        # From the last member drained (a member left is safe), and from the home member lifted (it is safe again).
+        drained = until("503", f"touch {marker}", members)
+        lifted = until("2xx", f"rm -f {marker}", members[:1])
+        on_members(f"rm -f {marker}", members[1:])
+        times.append((drained, lifted))
     return times
 
 
@@ -197,7 +206,7 @@ def main() -> None:
 
     times = switch_times(lab, variables, ca_file, args.runs)
     for label, values in (("no safe member: drained to 503 (target 1.5 s)", [t[0] for t in times]),
-                          ("drain lifted: to the first write accepted", [t[1] for t in times])):  # fmt: skip
+                          ("home member lifted: to the first write accepted", [t[1] for t in times])):  # fmt: skip
         ordered = sorted(values)
         rows.append((f"{label}: min / median / max of {len(ordered)}",
                      f"{ordered[0]:.2f} / {ordered[len(ordered) // 2]:.2f} / {ordered[-1]:.2f} s"))  # fmt: skip

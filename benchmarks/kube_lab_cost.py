@@ -34,11 +34,12 @@ def program(pid: int) -> str | None:
         return None
 
 
-def cpu_ticks(pid: int) -> int:
+def cpu_ticks(pid: int) -> int | None:
+    """User and system CPU ticks of a process (None: it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0
+        return None
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
 
 
@@ -60,7 +61,10 @@ def main() -> None:
     cpu: dict[tuple[str, str], float] = defaultdict(float)
     memory: dict[tuple[str, str], float] = defaultdict(float)
     for pid, key in where.items():
-        cpu[key] += (cpu_ticks(pid) - before[pid]) / TICK / args.interval * 100
+        start, end = before[pid], cpu_ticks(pid)
+        if start is None or end is None:
+            continue  # came and went within the window (an SSH session, a probe): counted nowhere
+        cpu[key] += (end - start) / TICK / args.interval * 100
         memory[key] += pss_mb([pid])
 
     table = Table(title=f"Kubernetes control plane on lab stack {args.stack} (simulated nodes), {args.interval:.0f} s")

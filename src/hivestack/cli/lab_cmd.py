@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -19,11 +21,14 @@ from hivestack.cli import project
 from hivestack.cli.errors import CANNOT_RUN, FOUND_PROBLEM, OK, CannotRun
 from hivestack.lab import cleanup, faults, hosts, network
 from hivestack.lab.names import LabNames
-from hivestack.topology import load_topology
+
+if TYPE_CHECKING:
+    from hivestack.topology import LoadedTopology
 
 DEFAULT_STACK = "lab"
 # Said of a stack whose network exists but whose last `up` stopped before making everything.
 UNFINISHED = "(its last `up` did not finish: run `hivestack lab up --stack {stack}` again)"
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # what a host's state directory can be named after
 
 
 def register(lab: argparse.ArgumentParser) -> None:
@@ -145,9 +150,28 @@ def run_clean(args: argparse.Namespace, out: Console, err: Console) -> int:
     return OK
 
 
+def _load(stack: str) -> LoadedTopology:
+    """The stack's topology, model and placement. Imported here: the model's libraries take seconds to import on a
+    loaded machine, and the DC fault verbs do without them."""
+    from hivestack.topology import load_topology
+
+    return load_topology(project.topology_path(stack), survivability=False)
+
+
+def _dc_names(stack: str) -> list[str]:
+    """The stack's DCs in topology order (a DC's index names its router), read from the file without building the
+    model: a fault is typed in the middle of a drill, on a loaded machine, and must land at once. A file this cannot
+    read goes through the full loader, whose errors say where."""
+    path = project.topology_path(stack)
+    try:
+        document = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return [dc["name"] for dc in document["datacenters"]]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return [d.name for d in _load(stack).topology.datacenters]
+
+
 def _dc_index(stack: str, names: LabNames, dc: str) -> int:
-    topology = load_topology(project.topology_path(stack), survivability=False).topology
-    dcs = [d.name for d in topology.datacenters]
+    dcs = _dc_names(stack)
     if dc not in dcs:
         raise CannotRun(f"unknown data center {dc!r} in stack {stack!r} (valid: {', '.join(dcs)})")
     index = dcs.index(dc)
@@ -160,7 +184,7 @@ def _dc_index(stack: str, names: LabNames, dc: str) -> int:
 
 def _host_address(stack: str, host: str) -> str:
     """Where the host answers: the topology says, so a stack whose outputs were never written can still be served."""
-    placed = {h.name: h for h in load_topology(project.topology_path(stack), survivability=False).placement.hosts}
+    placed = {h.name: h for h in _load(stack).placement.hosts}
     if host not in placed:
         raise CannotRun(f"no host {host!r} in stack {stack!r}'s topology (valid: {', '.join(sorted(placed))})")
     return str(placed[host].address)
@@ -181,8 +205,9 @@ def run_fault(args: argparse.Namespace, out: Console, err: Console) -> int:
         }[kind]()
     else:
         root = project.root()
-        address = _host_address(args.stack, target)
-        if not hosts.state_dir(root, args.stack, target).is_dir():
+        # A host this stack made has its state directory: then stop and kill need nothing of the topology.
+        if not (_HOST_NAME.fullmatch(target) and hosts.state_dir(root, args.stack, target).is_dir()):
+            _host_address(args.stack, target)  # an unknown host: the error names the topology's hosts
             raise CannotRun(
                 f"stack {args.stack!r} is partly made: host {target!r} was never created "
                 + UNFINISHED.format(stack=args.stack)
@@ -193,7 +218,7 @@ def run_fault(args: argparse.Namespace, out: Console, err: Console) -> int:
             hosts.kill(names, target)
         else:
             hosts.restart(names, root, target)
-            hosts.wait_ready(network.mgmt_command(names), names, root, target, address)
+            hosts.wait_ready(network.mgmt_command(names), names, root, target, _host_address(args.stack, target))
     took = since_start()
     stamp = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
     out.print(f"{kind} {target}: in effect at {stamp} UTC, {took:.2f} s after the command started", highlight=False)
@@ -216,7 +241,7 @@ def _host_state(root: Path, names: LabNames, host: str) -> str:
 def run_status(args: argparse.Namespace, out: Console, err: Console) -> int:
     names = LabNames(args.stack)
     up = network.network_exists(names)
-    topology = load_topology(project.topology_path(args.stack), survivability=False)
+    topology = _load(args.stack)
     dcs = [dc.name for dc in topology.topology.datacenters]
     routers = set(network.router_indexes(names)) if up else set()
     state = {
