@@ -57,15 +57,38 @@ def run_up(args: argparse.Namespace, out: Console, err: Console) -> int:
     project.select_stack(args.stack)
     _clear_stale_locks(args.stack, out)
     start, began = time.monotonic(), time.time()
-    proc = project.pulumi("up", "--yes", "--refresh", "--policy-pack", "policies", "--stack", args.stack)
-    if proc.returncode != 0:
-        err.print(f"error: pulumi up of stack {args.stack!r} failed (exit {proc.returncode}); see above")
-        return CANNOT_RUN
-    outputs = project.stack_outputs(args.stack)
+    outputs = _outputs_if_up(args.stack)
+    if outputs and _plans_nothing(args.stack):
+        out.print("nothing to change: the preview (refresh and policy pack included) plans no operation")
+    else:
+        proc = project.pulumi("up", "--yes", "--refresh", "--policy-pack", "policies", "--stack", args.stack)
+        if proc.returncode != 0:
+            err.print(f"error: pulumi up of stack {args.stack!r} failed (exit {proc.returncode}); see above")
+            return CANNOT_RUN
+        outputs = project.stack_outputs(args.stack)
     out.print(f"lab stack {args.stack!r} up in {time.monotonic() - start:.0f} s", style="bold")
     _print_stages(stage_times(outputs.get("stage_times", {}), began), out)
     _print_where(args.stack, outputs, out)
     return OK
+
+
+def _outputs_if_up(stack: str) -> dict[str, Any]:
+    """The stack's outputs; empty for a stack never brought up."""
+    try:
+        return project.stack_outputs(stack)
+    except CannotRun:
+        return {}
+
+
+def _plans_nothing(stack: str) -> bool:
+    """Whether an `up` would change nothing, from the preview it would run first, run alone. A no-op `up` is then
+    that one preview: the update would repeat the program, the refresh and the policy pack, twice the time. Anything
+    else, a failure included, goes on to the `up`, which shows it."""
+    proc = project.pulumi(
+        "preview", "--refresh", "--expect-no-changes", "--policy-pack", "policies", "--non-interactive",
+        "--stack", stack, capture=True,
+    )  # fmt: skip
+    return proc.returncode == 0
 
 
 @dataclass(frozen=True)
