@@ -217,3 +217,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     # Compared with nothing, not with `before`: HIVESTACK_TEST_STACK may name a stack that was already up.
     assert not any(leftovers(names).values()), f"the destroy left things behind: {leftovers(names)}"
     assert not os.path.exists(outputs["lab"]["ssh_key_file"])
+    # Each host's disk (its overlay) holds every file the layers wrote on it, the control plane's certificates and
+    # etcd data included: none is left.
+    disks = hosts.state_dir(ROOT, STACK, "-").parent
+    left = sorted(p.name for p in disks.iterdir()) if disks.is_dir() else []
+    assert left == [], f"the destroy left host disks behind in {disks}: {left}"
